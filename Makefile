@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+# Each installs what it needs first (system packages, .venv, pinned packages).
+
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP_RUN  := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+DEPS   := pyproject.toml constraints.txt scripts/bootstrap.sh
+
+.PHONY: run test lint typecheck bench setup clean
+
+$(STAMP_RUN): $(DEPS)
+	bash scripts/bootstrap.sh
+	touch $@
+
+$(STAMP_TEST): $(DEPS)
+	bash scripts/bootstrap.sh --test
+	touch $@ $(STAMP_RUN)
+
+setup: $(STAMP_RUN)
+
+run: $(STAMP_RUN)
+	$(BIN)/soundforge serve
+
+test: $(STAMP_TEST)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+lint: $(STAMP_TEST)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP_TEST)
+	$(BIN)/mypy src
+
+bench: $(STAMP_TEST)
+	$(BIN)/python bench/separation.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,84 @@
+"""Configuration from the environment (``SOUNDFORGE_*``), the same for CLI, web and worker.
+
+Every knob has a default that works on a laptop with nothing set. Settings are
+read when asked for (``get_settings()``), not at import, so a test or a
+sub-process sees the environment it was started with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DeviceChoice = Literal["auto", "cpu", "cuda", "mps"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SOUNDFORGE_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Where the database, the queue, uploads and stems live.",
+    )
+
+    # --- local engine -------------------------------------------------------
+    model_repo: Path | None = Field(
+        default=None,
+        description="A local Demucs model repository ({sig}.th + {name}.yaml) used "
+        "instead of the Hugging Face hub.",
+    )
+    device: DeviceChoice = Field(default="auto", description="auto = cuda, else mps, else cpu")
+    threads: int = Field(default=0, ge=0, description="CPU threads for inference; 0 = all cores")
+    demucs_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds the runner may go without reporting progress before the job "
+        "is declared stalled and the runner is killed. Progress arrives once per "
+        "segment (a few seconds of audio), so a long song on a slow CPU is never cut "
+        "off as long as it keeps moving.",
+    )
+    demucs_max_time: float = Field(
+        default=0.0,
+        ge=0,
+        description="Optional hard ceiling in seconds for one separation; 0 = none.",
+    )
+
+    # --- LALAL.AI -----------------------------------------------------------
+    lalalai_url: str = Field(default="https://www.lalal.ai/api/v1/")
+    lalalai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("LALALAI_API_KEY", "SOUNDFORGE_LALALAI_API_KEY")
+    )
+    system_lalalai_activation_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "SYSTEM_LALALAI_ACTIVATION_KEY", "SOUNDFORGE_SYSTEM_LALALAI_ACTIVATION_KEY"
+        ),
+    )
+    lalalai_poll_interval: float = Field(default=2.0, gt=0)
+
+    # --- service ------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite in data_dir"
+    )
+    queue_url: str | None = Field(
+        default=None, description="redis://… for many machines; default a SQLite queue in data_dir"
+    )
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signs sessions and encrypts stored API keys; generated "
+        "into data_dir on first start when unset",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_mb: int = Field(default=500, gt=0)
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment now."""
+    return Settings()

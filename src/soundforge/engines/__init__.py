@@ -1,0 +1,1 @@
+"""Separation engines: ``local`` (Demucs) and ``lalalai`` (cloud), one interface."""

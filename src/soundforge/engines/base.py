@@ -1,0 +1,154 @@
+"""The one interface both engines implement.
+
+``Engine.separate(input, options, on_progress, cancel, destination)`` turns one
+audio file into ``{stem_name: path}``. The CLI, the Python API, the worker and
+the tests all go through it, so an engine is swappable without touching them.
+
+Contract every engine keeps:
+
+* progress is reported as whole percents, never decreasing, ending at 100 on
+  success;
+* ``cancel`` is checked often; a cancelled run raises ``CancelledError``;
+* stems appear in ``destination`` only when the whole run succeeded (they are
+  staged next to it and moved in at the end), so a failure leaves nothing
+  half-written;
+* every failure is a ``SoundForgeError`` whose message a person can act on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from soundforge.errors import CancelledError
+
+OutputFormat = Literal["wav", "flac", "mp3"]
+WavDepth = Literal["16", "24", "float"]
+OUTPUT_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3")
+WAV_DEPTHS: tuple[str, ...] = ("16", "24", "float")
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class SeparationOptions:
+    """What to separate and how to write it. Engine-specific fields are ignored
+    by the engine they do not concern."""
+
+    model: str = "htdemucs"
+    # None = every stem the model/provider gives for this request.
+    stems: tuple[str, ...] | None = None
+    # Karaoke mode: write ``stem`` and ``no_stem`` only.
+    two_stems: str | None = None
+    format: OutputFormat = "wav"
+    wav_depth: WavDepth = "16"
+    mp3_bitrate: int = 320
+    # Output sample rate; None = the input's rate (stems line up with the original).
+    sample_rate: int | None = None
+
+    # local (Demucs)
+    device: str | None = None  # None = settings / auto
+    shifts: int = 1
+    overlap: float = 0.25
+    segment: float | None = None
+    seed: int | None = None  # fixes the random shifts, for reproducible runs
+
+    # lalalai
+    preview: bool = False
+    splitter: str | None = None
+    extraction_level: str | None = None
+    enhanced_processing: bool | None = None
+    noise_cancelling: bool | None = None
+
+    def with_changes(self, **changes: Any) -> SeparationOptions:
+        return replace(self, **changes)
+
+
+class CancelToken:
+    """Set from any thread to ask a running separation to stop."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def cancel(self) -> None:
+        with self._lock:
+            already = self._event.is_set()
+            self._event.set()
+            callbacks = list(self._callbacks)
+        if not already:
+            for callback in callbacks:
+                callback()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; True as soon as cancel was asked."""
+        return self._event.wait(timeout)
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when cancel is asked (at once if it already was)."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise CancelledError()
+
+
+class MonotonicProgress:
+    """Wraps a progress callback so that it only ever sees whole percents that
+    go up (engines' raw progress can jitter, e.g. across bag models)."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self._callback = callback
+        self.percent = -1
+
+    def __call__(self, percent: float) -> None:
+        value = max(0, min(100, int(percent)))
+        if value <= self.percent:
+            return
+        self.percent = value
+        if self._callback is not None:
+            self._callback(value)
+
+
+@dataclass
+class SeparationResult:
+    stems: dict[str, Path]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """A separation engine (``local`` or ``lalalai``)."""
+
+    name: str
+
+    def validate(self, options: SeparationOptions) -> SeparationOptions:
+        """Check options up front (model, stems …) and return them normalised;
+        raise ``InvalidOptionError`` with a helpful message otherwise."""
+        ...
+
+    def separate(
+        self,
+        input_path: Path,
+        options: SeparationOptions,
+        on_progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+        destination: Path,
+    ) -> dict[str, Path]:
+        """Separate ``input_path`` into ``destination/{stem}.{ext}``."""
+        ...
+
+    def close(self) -> None:
+        """Release what the engine holds (processes, connections)."""
+        ...

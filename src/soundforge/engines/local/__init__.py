@@ -1,0 +1,1 @@
+"""The local engine: Demucs models run in a supervised runner process."""

@@ -1,0 +1,105 @@
+"""The ``local`` engine: Demucs through a supervised runner process."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from soundforge.audio.probe import probe
+from soundforge.config import Settings, get_settings
+from soundforge.engines.base import (
+    OUTPUT_FORMATS,
+    WAV_DEPTHS,
+    CancelToken,
+    ProgressCallback,
+    SeparationOptions,
+)
+from soundforge.engines.local.catalog import get_spec, resolve_outputs
+from soundforge.engines.local.device import DEVICES
+from soundforge.engines.local.port import DemucsPort, MessageHook
+from soundforge.engines.local.request import RunRequest
+from soundforge.errors import InvalidOptionError
+from soundforge.storage.staging import staging_for
+
+log = logging.getLogger(__name__)
+
+
+def validate_common(options: SeparationOptions) -> None:
+    """Checks both engines share: output format and depth."""
+    if options.format not in OUTPUT_FORMATS:
+        raise InvalidOptionError(
+            f"Unknown output format {options.format!r}: use {', '.join(OUTPUT_FORMATS)}."
+        )
+    if options.wav_depth not in WAV_DEPTHS:
+        raise InvalidOptionError(
+            f"Unknown WAV depth {options.wav_depth!r}: use {', '.join(WAV_DEPTHS)}."
+        )
+    if options.sample_rate is not None and not 8000 <= options.sample_rate <= 192000:
+        raise InvalidOptionError("The output sample rate must be between 8000 and 192000 Hz.")
+
+
+class LocalEngine:
+    name = "local"
+
+    def __init__(self, settings: Settings | None = None, port: DemucsPort | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.port = port or DemucsPort(
+            stall_timeout=self.settings.demucs_timeout, max_time=self.settings.demucs_max_time
+        )
+        self.last_result: dict[str, Any] = {}
+
+    def validate(self, options: SeparationOptions) -> SeparationOptions:
+        spec = get_spec(options.model)
+        resolve_outputs(spec, options.stems, options.two_stems)
+        validate_common(options)
+        if options.device is not None and options.device not in DEVICES:
+            raise InvalidOptionError(
+                f"Unknown device {options.device!r}: use {', '.join(DEVICES)}."
+            )
+        if not 0 <= options.shifts <= 20:
+            raise InvalidOptionError("--shifts must be between 0 and 20.")
+        if not 0 <= options.overlap < 1:
+            raise InvalidOptionError("--overlap must be at least 0 and less than 1.")
+        if options.segment is not None and options.segment <= 0:
+            raise InvalidOptionError("--segment must be a positive number of seconds.")
+        return options
+
+    def separate(
+        self,
+        input_path: Path,
+        options: SeparationOptions,
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        destination: Path | None = None,
+        on_message: MessageHook | None = None,
+    ) -> dict[str, Path]:
+        if destination is None:
+            raise InvalidOptionError("No destination folder given for the stems.")
+        options = self.validate(options)
+        input_path = Path(input_path)
+        probe(input_path)  # refuse a bad file before a model is loaded
+        with staging_for(destination) as staging:
+            request = RunRequest.build(
+                self.port.next_id(),
+                input_path,
+                staging.path,
+                options,
+                repo=self.settings.model_repo,
+                device=options.device or self.settings.device,
+                threads=self.settings.threads,
+            )
+            result = self.port.separate(request, on_progress, cancel, on_message)
+            self.last_result = result
+            staged = {name: Path(path) for name, path in result["stems"].items()}
+            moved = staging.commit()
+        return {name: moved[path.name] for name, path in staged.items()}
+
+    def close(self) -> None:
+        self.port.close()
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,181 @@
+"""The long-lived Demucs runner process: ``python -m soundforge.engines.local.runner``.
+
+Reads one JSON request per line on stdin, answers with newline-delimited JSON
+on stdout (see ``protocol.py``), and keeps the last model loaded so the next
+request on the same model starts computing at once. Logs go to stderr; the
+real stdout is reserved for the protocol, and anything a library prints is
+sent to stderr instead so it cannot corrupt a message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from soundforge.engines.local import protocol
+from soundforge.errors import EngineError, SoundForgeError
+
+log = logging.getLogger("soundforge.runner")
+
+HEARTBEAT_SECONDS = 5.0
+
+
+class Runner:
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._write_lock = threading.Lock()
+        self._requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._cancelled: set[str] = set()
+        self._cancel_lock = threading.Lock()
+        self._model: Any = None
+        self._model_key: tuple[str, str | None] | None = None
+        self.loads = 0  # how many times a model was loaded (tests read it via results)
+
+    # --- output ------------------------------------------------------------
+    def send(self, message: dict[str, Any]) -> None:
+        with self._write_lock:
+            self._out.write(protocol.encode(message))
+            self._out.flush()
+
+    # --- input -------------------------------------------------------------
+    def read_stdin(self, stream: TextIO) -> None:
+        """Reader thread: separate requests are queued, cancels act at once."""
+        for line in stream:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                self.send(protocol.error(None, "The runner received a line that is not JSON.",
+                                         "protocol_error"))
+                continue
+            kind = message.get("type")
+            if kind == protocol.CANCEL:
+                with self._cancel_lock:
+                    self._cancelled.add(str(message.get("id")))
+            elif kind == protocol.SHUTDOWN:
+                break
+            else:
+                self._requests.put(message)
+        self._requests.put(None)
+
+    def is_cancelled(self, request_id: str) -> bool:
+        with self._cancel_lock:
+            return request_id in self._cancelled
+
+    # --- work --------------------------------------------------------------
+    def serve(self) -> None:
+        while True:
+            message = self._requests.get()
+            if message is None:
+                return
+            request_id = str(message.get("id"))
+            try:
+                if message.get("type") != protocol.SEPARATE:
+                    raise EngineError(f"Unknown request type {message.get('type')!r}.")
+                self.handle(message)
+            except SoundForgeError as exc:
+                self.send(protocol.error(request_id, exc.message, exc.code))
+            except MemoryError:
+                self.send(protocol.error(
+                    request_id,
+                    "Out of memory while separating: try a shorter file, another model or "
+                    "--device cpu.",
+                    "out_of_memory",
+                ))
+            except Exception as exc:  # noqa: BLE001 - every failure must become a message
+                log.exception("separation failed")
+                self.send(protocol.error(request_id, describe_failure(exc), "engine_error"))
+            finally:
+                with self._cancel_lock:
+                    self._cancelled.discard(request_id)
+
+    def model_for(self, name: str, repo: str | None, request_id: str) -> Any:
+        from soundforge.engines.local.loader import load_model
+
+        key = (name, repo)
+        if self._model_key == key:
+            return self._model
+        self._model = None  # free the old model before loading the next
+        self._model_key = None
+        stop = threading.Event()
+
+        def heartbeat() -> None:
+            # Loading (or downloading) can take a while: keep the stall detector fed.
+            while not stop.wait(HEARTBEAT_SECONDS):
+                self.send(protocol.progress(request_id, 0, protocol.STAGE_LOADING))
+
+        self.send(protocol.progress(request_id, 0, protocol.STAGE_LOADING))
+        beat = threading.Thread(target=heartbeat, daemon=True)
+        beat.start()
+        try:
+            started = time.perf_counter()
+            model = load_model(name, Path(repo) if repo else None)
+            log.info("loaded %s in %.2f s", name, time.perf_counter() - started)
+        finally:
+            stop.set()
+        self._model, self._model_key = model, key
+        self.loads += 1
+        return model
+
+    def handle(self, message: dict[str, Any]) -> None:
+        from soundforge.engines.local.device import configure_threads
+        from soundforge.engines.local.inference import separate_file
+        from soundforge.engines.local.request import RunRequest
+
+        request = RunRequest.from_message(message)
+        configure_threads(request.threads)
+        started = time.perf_counter()
+        reused = self._model_key == (request.model, request.repo)
+        model = self.model_for(request.model, request.repo, request.id)
+        load_seconds = time.perf_counter() - started
+        last = -1
+
+        def on_progress(fraction: float, stage: str) -> None:
+            nonlocal last
+            percent = min(99, int(fraction * 100))
+            # Every segment reports, even without a new percent: it is the
+            # heartbeat the port's stall detector listens for.
+            last = max(last, percent)
+            self.send(protocol.progress(request.id, last, stage))
+
+        stems = separate_file(model, request, on_progress, lambda: self.is_cancelled(request.id))
+        self.send(protocol.result(
+            request.id, stems, model_reused=reused, load_seconds=round(load_seconds, 3),
+            model_loads=self.loads,
+        ))
+
+
+def describe_failure(exc: BaseException) -> str:
+    text = str(exc)
+    if "out of memory" in text.lower():
+        return ("The device ran out of memory while separating: try --device cpu, "
+                "a shorter file or a smaller model.")
+    return f"Demucs failed: {type(exc).__name__}: {text[:300]}"
+
+
+def main() -> None:
+    # Keep the real stdout for the protocol; everything else printed goes to stderr.
+    protocol_out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    logging.basicConfig(
+        level=os.environ.get("SOUNDFORGE_LOG_LEVEL", "WARNING"),
+        stream=sys.stderr,
+        format="runner %(levelname)s %(message)s",
+    )
+    runner = Runner(protocol_out)
+    reader = threading.Thread(target=runner.read_stdin, args=(sys.stdin,), daemon=True)
+    reader.start()
+    runner.serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Where stems live on disk and how they get there safely."""
