@@ -13,6 +13,10 @@ import av
 
 from soundforge.errors import InputAudioError
 
+# FFmpeg's own chatter on stderr would bury our one-line errors; every decoding
+# problem that matters is raised and reported by us instead.
+av.logging.set_level(av.logging.FATAL)
+
 
 @dataclass(frozen=True)
 class AudioInfo:
@@ -48,7 +52,7 @@ def open_container(path: Path) -> av.container.InputContainer:
         return av.open(str(path), mode="r")
     except av.error.PermissionError:
         raise InputAudioError(f"{path}: permission denied; cannot read the file.") from None
-    except (av.error.InvalidDataError, av.error.ValueError, av.error.EOFError) as exc:
+    except (av.error.InvalidDataError, av.error.EOFError, ValueError) as exc:
         raise InputAudioError(
             f"{path}: not a readable audio file ({_reason(exc)}). "
             "Use WAV, FLAC, MP3, OGG, M4A/AAC or another common audio format."
@@ -62,6 +66,37 @@ def _reason(exc: BaseException) -> str:
     return text.split(":")[0].strip().rstrip(".").lower() or type(exc).__name__
 
 
+def check_riff_complete(path: Path) -> None:
+    """A WAV whose data chunk announces more bytes than the file holds was cut
+    off (an interrupted copy or download). FFmpeg would quietly decode what is
+    there, so the header is checked here."""
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(12)
+            if len(header) < 12 or header[:4] not in (b"RIFF", b"RIFX") or header[8:12] != b"WAVE":
+                return
+            order = "little" if header[:4] == b"RIFF" else "big"
+            size = path.stat().st_size
+            while True:
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    return
+                declared = int.from_bytes(chunk[4:8], order)
+                if chunk[:4] == b"data":
+                    available = size - handle.tell()
+                    # 0 and 0xFFFFFFFF mean "unknown" (streamed WAV): nothing to check.
+                    if 0 < declared < 0xFFFFFFFF and declared > available:
+                        raise InputAudioError(
+                            f"{path}: the file is truncated: its header announces "
+                            f"{declared} bytes of audio but only {available} are there. "
+                            "Re-export or re-download it."
+                        )
+                    return
+                handle.seek(declared + (declared & 1), 1)
+    except OSError as exc:
+        raise InputAudioError(f"{path}: cannot be read ({exc.strerror}).") from None
+
+
 def probe(path: Path | str) -> AudioInfo:
     """Describe ``path``'s first audio stream, or raise ``InputAudioError``.
 
@@ -70,6 +105,7 @@ def probe(path: Path | str) -> AudioInfo:
     """
     path = Path(path)
     check_input_path(path)
+    check_riff_complete(path)
     container = open_container(path)
     try:
         streams = container.streams.audio

@@ -15,10 +15,14 @@ from soundforge.audio.probe import AudioInfo, _reason, open_container, probe
 from soundforge.errors import InputAudioError
 
 DEFAULT_BLOCK_FRAMES = 1 << 16
-# A file that decodes to less than this share of what its header announces is
-# treated as truncated rather than silently separated in part.
-TRUNCATION_TOLERANCE = 0.98
-TRUNCATION_SLACK_SECONDS = 0.5
+# A file that decodes to less than its header announces is treated as
+# truncated or damaged rather than silently separated in part. Lossless
+# containers know their length exactly; lossy ones (VBR MP3 without a Xing
+# header) only estimate it, so they get slack.
+LOSSLESS_CODEC_PREFIXES = ("pcm_", "flac", "alac", "wavpack", "tta", "ape")
+LOSSLESS_SLACK_SECONDS = 0.02
+LOSSY_TOLERANCE = 0.98
+LOSSY_SLACK_SECONDS = 0.5
 
 
 def convert_channels(block: np.ndarray, channels: int) -> np.ndarray:
@@ -130,10 +134,15 @@ class AudioReader:
             raise InputAudioError(f"{self.path}: contains no audio (zero length).")
         declared = self.info.duration
         decoded = self.frames / self.info.sample_rate
-        if declared > 0 and decoded < declared * TRUNCATION_TOLERANCE - TRUNCATION_SLACK_SECONDS:
+        if self.info.codec.startswith(LOSSLESS_CODEC_PREFIXES):
+            shortest = declared - LOSSLESS_SLACK_SECONDS
+        else:
+            shortest = declared * LOSSY_TOLERANCE - LOSSY_SLACK_SECONDS
+        if declared > 0 and decoded < shortest:
             raise InputAudioError(
-                f"{self.path}: the file is truncated: its header announces {declared:.1f} s "
-                f"but only {decoded:.1f} s could be decoded. Re-export or re-download it."
+                f"{self.path}: the file is damaged or truncated: its header announces "
+                f"{declared:.1f} s but only {decoded:.1f} s could be decoded. "
+                "Re-export or re-download it."
             )
 
     @property

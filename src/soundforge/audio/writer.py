@@ -7,6 +7,7 @@ converting channels on the way. ``finish(frames)`` makes the length exact.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import shutil
 from pathlib import Path
@@ -120,10 +121,8 @@ class StemWriter:
 
     def abort(self) -> None:
         """Close without finishing (the staging folder is discarded anyway)."""
-        try:
+        with contextlib.suppress(Exception):  # best effort on an already failing path
             self._close()
-        except Exception:  # noqa: BLE001 - best effort on an already failing path
-            pass
 
     def _emit(self, block: np.ndarray) -> None:
         if block.shape[1] == 0:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from soundforge.errors import InvalidOptionError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI must start fast
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(choice: str | None) -> torch.device:
+    import torch
+
     choice = (choice or "auto").lower()
     if choice not in DEVICES:
         raise InvalidOptionError(f"Unknown device {choice!r}: use auto, cpu, cuda or mps.")
@@ -32,6 +36,8 @@ def resolve_device(choice: str | None) -> torch.device:
 
 def configure_threads(threads: int) -> int:
     """Use every core unless told otherwise (SOUNDFORGE_THREADS)."""
+    import torch
+
     count = threads if threads > 0 else (os.cpu_count() or 1)
     torch.set_num_threads(count)
     return count

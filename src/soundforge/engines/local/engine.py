@@ -16,7 +16,7 @@ from soundforge.engines.base import (
     SeparationOptions,
 )
 from soundforge.engines.local.catalog import get_spec, resolve_outputs
-from soundforge.engines.local.device import DEVICES
+from soundforge.engines.local.device import DEVICES, resolve_device
 from soundforge.engines.local.port import DemucsPort, MessageHook
 from soundforge.engines.local.request import RunRequest
 from soundforge.errors import InvalidOptionError
@@ -53,10 +53,11 @@ class LocalEngine:
         spec = get_spec(options.model)
         resolve_outputs(spec, options.stems, options.two_stems)
         validate_common(options)
-        if options.device is not None and options.device not in DEVICES:
-            raise InvalidOptionError(
-                f"Unknown device {options.device!r}: use {', '.join(DEVICES)}."
-            )
+        device = options.device or self.settings.device
+        if device not in DEVICES:
+            raise InvalidOptionError(f"Unknown device {device!r}: use {', '.join(DEVICES)}.")
+        if device != "auto" and device != "cpu":
+            resolve_device(device)  # an explicit GPU that is not there: say so now
         if not 0 <= options.shifts <= 20:
             raise InvalidOptionError("--shifts must be between 0 and 20.")
         if not 0 <= options.overlap < 1:

@@ -91,7 +91,7 @@ class Runner:
                     "--device cpu.",
                     "out_of_memory",
                 ))
-            except Exception as exc:  # noqa: BLE001 - every failure must become a message
+            except Exception as exc:  # every failure must become a message
                 log.exception("separation failed")
                 self.send(protocol.error(request_id, describe_failure(exc), "engine_error"))
             finally:
@@ -127,11 +127,15 @@ class Runner:
         return model
 
     def handle(self, message: dict[str, Any]) -> None:
-        from soundforge.engines.local.device import configure_threads
+        from soundforge.engines.local.catalog import get_spec, resolve_outputs
+        from soundforge.engines.local.device import configure_threads, resolve_device
         from soundforge.engines.local.inference import separate_file
         from soundforge.engines.local.request import RunRequest
 
         request = RunRequest.from_message(message)
+        # Refuse a bad request before spending seconds on loading a model.
+        resolve_outputs(get_spec(request.model), request.stems, request.two_stems)
+        resolve_device(request.device)
         configure_threads(request.threads)
         started = time.perf_counter()
         reused = self._model_key == (request.model, request.repo)

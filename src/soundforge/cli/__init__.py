@@ -1,0 +1,1 @@
+"""The ``soundforge`` command line."""

@@ -1,0 +1,65 @@
+"""``soundforge models list|download``."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from soundforge.cli.output import emit_json, error, stdout
+from soundforge.config import get_settings
+from soundforge.errors import SoundForgeError
+
+models_app = typer.Typer(help="List and download the Demucs models.", no_args_is_help=True)
+
+
+@models_app.command("list")
+def list_models(
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per model."),
+) -> None:
+    """Every model, its stems, size, and whether it works offline here."""
+    from soundforge.engines.local.catalog import MODELS
+    from soundforge.engines.local.loader import availability
+
+    settings = get_settings()
+    table = Table(title="Demucs models", title_justify="left")
+    for column in ("model", "stems", "networks", "download", "quality", "speed", "offline"):
+        table.add_column(column)
+    for spec in MODELS.values():
+        state = availability(spec.name, settings.model_repo)
+        if as_json:
+            emit_json({
+                "model": spec.name, "stems": list(spec.stems), "bag_size": spec.bag_size,
+                "is_bag": spec.is_bag, "download_mb": spec.download_mb,
+                "quality": spec.quality, "speed": spec.speed,
+                "available": state.available, "where": state.where,
+            })
+            continue
+        table.add_row(
+            spec.name,
+            " ".join(spec.stems),
+            str(spec.bag_size),
+            f"~{spec.download_mb} MB",
+            spec.quality,
+            spec.speed,
+            (f"[green]yes[/] ({state.where})" if state.available
+             else f"[yellow]no[/] ({state.where})"),
+        )
+    if not as_json:
+        stdout.print(table)
+
+
+@models_app.command("download")
+def download_model(name: str = typer.Argument(..., help="Model name, e.g. htdemucs")) -> None:
+    """Fetch a model's weights now, so separation works offline later."""
+    from soundforge.engines.local.loader import download
+
+    try:
+        where = download(name)
+    except SoundForgeError as exc:
+        error(exc.message)
+        raise typer.Exit(1) from None
+    stdout.print(f"{name}: {where}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(models_app, name="models")

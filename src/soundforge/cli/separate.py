@@ -1,0 +1,174 @@
+"""``soundforge separate INPUT... [-o OUTDIR] [--model NAME] …``.
+
+Defaults match the official Demucs CLI where they overlap (model htdemucs,
+shifts 1, overlap 0.25), so results and timings compare. Several inputs share
+one engine, so the local model is loaded once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from soundforge.api import track_folder
+from soundforge.cli.output import emit_json, error, stderr, stdout
+from soundforge.config import get_settings
+from soundforge.engines.base import Engine, SeparationOptions
+from soundforge.engines.registry import ENGINE_NAMES, create_engine
+from soundforge.errors import SoundForgeError
+from soundforge.stems import parse_stem_list
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def separate_command(
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="Audio files to separate."),
+    output: Path = typer.Option(
+        Path("separated"), "-o", "--output", help="Folder for OUTDIR/{track}/{stem}.{ext}."
+    ),
+    engine: str = typer.Option("local", "--engine", help=f"{' or '.join(ENGINE_NAMES)}."),
+    model: str = typer.Option("htdemucs", "--model", "-n", help="Demucs model (local engine)."),
+    stems: str | None = typer.Option(
+        None, "--stems", help="Only these stems, comma-separated (e.g. vocals,drums)."
+    ),
+    two_stems: str | None = typer.Option(
+        None, "--two-stems", help="Write STEM and no_STEM only (e.g. vocals for karaoke)."
+    ),
+    fmt: str = typer.Option("wav", "--format", help="wav, flac or mp3."),
+    wav_depth: str = typer.Option("16", "--wav-depth", help="WAV/FLAC depth: 16, 24 or float."),
+    mp3_bitrate: int = typer.Option(320, "--mp3-bitrate", help="MP3 bitrate in kbit/s."),
+    sample_rate: int | None = typer.Option(
+        None, "--sample-rate", help="Output sample rate (default: the input's)."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda or mps (default: SOUNDFORGE_DEVICE, else auto)."
+    ),
+    shifts: int = typer.Option(1, "--shifts", help="Random-shift passes averaged (Demucs)."),
+    overlap: float = typer.Option(0.25, "--overlap", help="Overlap between segments."),
+    segment: float | None = typer.Option(None, "--segment", help="Segment length in seconds."),
+    seed: int | None = typer.Option(None, "--seed", help="Fix the random shifts."),
+    preview: bool = typer.Option(
+        False, "--preview", help="LALAL.AI: separate only the first 60 seconds."
+    ),
+    splitter: str | None = typer.Option(None, "--splitter", help="LALAL.AI splitter network."),
+    extraction_level: str | None = typer.Option(
+        None, "--extraction-level", help="LALAL.AI extraction level."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print progress and results as JSON lines, for scripts."
+    ),
+) -> None:
+    """Split audio files into stems."""
+    settings = get_settings()
+    try:
+        options = SeparationOptions(
+            model=model,
+            stems=parse_stem_list(stems),
+            two_stems=two_stems.strip().lower() if two_stems else None,
+            format=fmt.lower(),  # type: ignore[arg-type]
+            wav_depth=wav_depth.lower(),  # type: ignore[arg-type]
+            mp3_bitrate=mp3_bitrate,
+            sample_rate=sample_rate,
+            device=device,
+            shifts=shifts,
+            overlap=overlap,
+            segment=segment,
+            seed=seed,
+            preview=preview,
+            splitter=splitter,
+            extraction_level=extraction_level,
+        )
+        runner = create_engine(engine, settings)
+        options = runner.validate(options)
+    except SoundForgeError as exc:
+        report_error(None, exc, as_json)
+        raise typer.Exit(EXIT_USAGE) from None
+
+    failures = 0
+    try:
+        for input_path in inputs:
+            if not separate_one(runner, input_path, output, options, as_json):
+                failures += 1
+    except KeyboardInterrupt:
+        runner.close()
+        error("interrupted; stems of the unfinished file were not written.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        runner.close()
+    if failures:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def report_error(input_path: Path | None, exc: SoundForgeError, as_json: bool) -> None:
+    if as_json:
+        emit_json({
+            "type": "error", "input": str(input_path) if input_path else None,
+            "message": exc.message, "code": exc.code,
+        })
+    else:
+        error(exc.message)
+
+
+def separate_one(
+    engine: Engine, input_path: Path, output: Path, options: SeparationOptions, as_json: bool
+) -> bool:
+    destination = track_folder(output, input_path)
+    try:
+        if as_json:
+            def on_progress(percent: int) -> None:
+                emit_json({"type": "progress", "input": str(input_path), "percent": percent})
+
+            stems = engine.separate(input_path, options, on_progress, None, destination)
+        else:
+            stems = separate_with_bar(engine, input_path, options, destination)
+    except SoundForgeError as exc:
+        report_error(input_path, exc, as_json)
+        return False
+    if as_json:
+        emit_json({
+            "type": "result", "input": str(input_path),
+            "stems": {name: str(path) for name, path in stems.items()},
+        })
+    else:
+        stdout.print(f"{input_path}: {len(stems)} stems in {destination}")
+    return True
+
+
+def separate_with_bar(
+    engine: Engine, input_path: Path, options: SeparationOptions, destination: Path
+) -> dict[str, Path]:
+    if not stderr.is_terminal:
+        return engine.separate(input_path, options, None, None, destination)
+    columns: list[Any] = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task(input_path.name, total=100)
+
+        def on_progress(percent: int) -> None:
+            bar.update(task, completed=percent)
+
+        return engine.separate(input_path, options, on_progress, None, destination)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("separate", help="Split audio files into stems.")(separate_command)
+
+

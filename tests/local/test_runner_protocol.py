@@ -1,0 +1,63 @@
+"""The runner process speaks the seed's NDJSON protocol on stdout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from soundforge.engines.base import SeparationOptions
+from soundforge.engines.local.request import RunRequest
+from tests.support.audio import write_audio
+
+
+def run_runner(requests: list[dict], timeout: float = 120) -> list[dict]:
+    lines = "".join(json.dumps(r) + "\n" for r in requests)
+    done = subprocess.run(
+        [sys.executable, "-m", "soundforge.engines.local.runner"],
+        input=lines + json.dumps({"type": "shutdown"}) + "\n",
+        capture_output=True, text=True, timeout=timeout, check=True,
+    )
+    # Every stdout line is a protocol message (logs go to stderr).
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def request(tmp_path: Path, tiny_repo: Path, rid: str, **options: object) -> dict:
+    source = write_audio(tmp_path / f"{rid}.wav", seconds=2)
+    out = tmp_path / f"out-{rid}"
+    out.mkdir()
+    return RunRequest.build(
+        rid, source, out, SeparationOptions(**options), repo=tiny_repo,  # type: ignore[arg-type]
+        device="cpu", threads=1,
+    ).to_message()
+
+
+def test_message_order_progress_then_result_then_error(tmp_path: Path, tiny_repo: Path) -> None:
+    good = request(tmp_path, tiny_repo, "a")
+    bad = request(tmp_path, tiny_repo, "b", model="nope")
+    messages = run_runner([good, bad])
+    first = [m for m in messages if m["id"] == "a"]
+    assert {m["type"] for m in first[:-1]} == {"progress"}
+    percents = [m["percent"] for m in first[:-1]]
+    assert percents == sorted(percents) and percents[0] == 0
+    result = first[-1]
+    assert result["type"] == "result"
+    assert set(result["stems"]) == {"drums", "bass", "other", "vocals"}
+    for path in result["stems"].values():
+        assert Path(path).is_absolute() and Path(path).is_file()
+    second = [m for m in messages if m["id"] == "b"]
+    assert [m["type"] for m in second] == ["error"]
+    assert "Unknown model 'nope'" in second[0]["message"]
+    assert second[0]["code"] == "invalid_option"
+
+
+def test_garbage_on_stdin_is_answered_not_fatal(tmp_path: Path, tiny_repo: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "soundforge.engines.local.runner"],
+        input="not json\n" + json.dumps(request(tmp_path, tiny_repo, "c")) + "\n",
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    messages = [json.loads(line) for line in done.stdout.splitlines()]
+    assert messages[0]["type"] == "error" and messages[0]["code"] == "protocol_error"
+    assert messages[-1]["type"] == "result"
