@@ -1,0 +1,44 @@
+"""``soundforge worker``: run jobs from the queue (see soundforge.jobs.worker)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+
+from soundforge.config import get_settings
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def worker(
+        concurrency: int = typer.Option(
+            None,
+            "--concurrency",
+            "-c",
+            min=1,
+            help="Jobs to run at once (default: SOUNDFORGE_WORKER_CONCURRENCY, or 2).",
+        ),
+    ) -> None:
+        """Run separation jobs from the queue until stopped (Ctrl-C or SIGTERM).
+
+        Start as many workers as you like, on this machine or others sharing the
+        database (SOUNDFORGE_DATABASE_URL) and the queue (SOUNDFORGE_QUEUE_URL=redis://…):
+        each job runs exactly once.
+        """
+        from soundforge.jobs.worker import Worker
+
+        # The worker is a service: say what it does unless told to be quieter.
+        if "SOUNDFORGE_LOG_LEVEL" not in os.environ:
+            logging.getLogger("soundforge").setLevel(logging.INFO)
+            if not logging.getLogger().handlers:
+                logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        settings = get_settings()
+        instance = Worker(settings, concurrency)
+        typer.echo(
+            f"soundforge worker {instance.worker_id}: {instance.concurrency} at a time, "
+            f"data in {settings.data_dir.absolute()}",
+            err=True,
+        )
+        instance.run()

@@ -1,0 +1,158 @@
+"""What a job asks for: the engine plus ``SeparationOptions``, and how it is stored.
+
+A request is built from the user's settings (engine, Demucs model, device,
+output format, LALAL.AI preview) with the caller's overrides on top, then
+validated by the engine itself. The stored form is a plain JSON dict.
+
+``options_key`` fingerprints everything that changes the *output* (not the
+device, nor the other engine's fields): equal keys on equal audio mean equal
+stems, which is how finished work is reused and a double click is recognised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from soundforge.db.models import ENGINES, UserSettings
+from soundforge.engines.base import SeparationOptions
+from soundforge.errors import InvalidOptionError
+from soundforge.stems import parse_stem_list
+
+OPTION_FIELDS: dict[str, dataclasses.Field[Any]] = {
+    f.name: f for f in dataclasses.fields(SeparationOptions)
+}
+LOCAL_ONLY = frozenset({"model", "device", "shifts", "overlap", "segment", "seed"})
+LALALAI_ONLY = frozenset(
+    {"preview", "splitter", "extraction_level", "enhanced_processing", "noise_cancelling"}
+)
+# Fields that never change the stems' content.
+NOT_IN_KEY = frozenset({"device"})
+
+_INTS = {"mp3_bitrate", "sample_rate", "shifts", "seed"}
+_FLOATS = {"overlap", "segment"}
+_BOOLS = {"preview", "enhanced_processing", "noise_cancelling"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Values from a form or JSON (strings, lists) → the dataclass field's type."""
+    if value is None:
+        return None
+    try:
+        if name == "stems":
+            if isinstance(value, str):
+                return parse_stem_list(value)
+            names = tuple(dict.fromkeys(str(v).strip().lower() for v in value if str(v).strip()))
+            return names or None
+        if name in _BOOLS:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(value)
+        if name in _INTS:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            if isinstance(value, str) and not value.strip():
+                return None if name in ("sample_rate", "seed") else OPTION_FIELDS[name].default
+            return int(value)
+        if name in _FLOATS:
+            if isinstance(value, str) and not value.strip():
+                return None if name == "segment" else OPTION_FIELDS[name].default
+            return float(value)
+        if name in ("two_stems", "splitter", "extraction_level", "device"):
+            text = str(value).strip()
+            return text.lower() if text else None
+        return str(value).strip().lower()
+    except (TypeError, ValueError):
+        raise InvalidOptionError(f"Option {name!r} has an invalid value: {value!r}.") from None
+
+
+def build_request(
+    user_settings: UserSettings | None,
+    overrides: Mapping[str, Any] | SeparationOptions | None = None,
+    engine: str | None = None,
+) -> tuple[str, SeparationOptions]:
+    """The engine name and options for a new job: user settings, then overrides.
+
+    ``overrides`` may be a mapping with any ``SeparationOptions`` field (values
+    as a form or JSON sends them) plus ``engine``, or a ``SeparationOptions``
+    (every field then counts as given). Unknown keys are refused, so a typo in
+    an API call is an error instead of a silently ignored wish.
+    """
+    given: dict[str, Any]
+    if isinstance(overrides, SeparationOptions):
+        given = options_to_dict(overrides)
+    else:
+        given = dict(overrides or {})
+    engine = engine or given.pop("engine", None) or (
+        user_settings.engine if user_settings else "local"
+    )
+    given.pop("engine", None)
+    if engine not in ENGINES:
+        raise InvalidOptionError(f"Unknown engine {engine!r}: use {' or '.join(ENGINES)}.")
+    unknown = sorted(set(given) - set(OPTION_FIELDS))
+    if unknown:
+        raise InvalidOptionError(
+            f"Unknown option(s): {', '.join(unknown)}. "
+            f"Known options: {', '.join(OPTION_FIELDS)}."
+        )
+    values: dict[str, Any] = {}
+    if user_settings is not None:
+        values["model"] = user_settings.demucs_model
+        values["format"] = user_settings.output_format
+        if user_settings.device and user_settings.device != "auto":
+            values["device"] = user_settings.device
+        if engine == "lalalai":
+            values["preview"] = bool(user_settings.lalalai_preview)
+    for name, value in given.items():
+        values[name] = _coerce(name, value)
+    if not values.get("model"):
+        values.pop("model", None)
+    for name in ("format", "wav_depth", "mp3_bitrate", "shifts", "overlap"):
+        if values.get(name) is None:
+            values.pop(name, None)
+    return engine, SeparationOptions(**values)
+
+
+def options_to_dict(options: SeparationOptions) -> dict[str, Any]:
+    data = dataclasses.asdict(options)
+    if data.get("stems") is not None:
+        data["stems"] = list(data["stems"])
+    return data
+
+
+def options_from_dict(data: Mapping[str, Any]) -> SeparationOptions:
+    """The stored dict → options (fields unknown to this version are ignored)."""
+    values = {name: value for name, value in data.items() if name in OPTION_FIELDS}
+    if values.get("stems") is not None:
+        values["stems"] = tuple(values["stems"])
+    return SeparationOptions(**values)
+
+
+def job_model(engine: str, options: SeparationOptions) -> str:
+    """What the job row shows as its model: the Demucs model, or the LALAL.AI splitter."""
+    if engine == "local":
+        return options.model
+    return options.splitter or "auto"
+
+
+def options_key(engine: str, options: SeparationOptions) -> str:
+    other = LALALAI_ONLY if engine == "local" else LOCAL_ONLY
+    data = {
+        name: value
+        for name, value in options_to_dict(options).items()
+        if name not in other and name not in NOT_IN_KEY
+    }
+    if data.get("stems") is not None:
+        data["stems"] = sorted(data["stems"])
+    canonical = json.dumps({"engine": engine, "options": data}, sort_keys=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

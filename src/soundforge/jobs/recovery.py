@@ -1,0 +1,214 @@
+"""Recovery: nothing stays ``running`` without a live worker, nothing ``queued`` without a task.
+
+Every worker runs ``recover`` when it starts and every
+``SOUNDFORGE_RECONCILE_INTERVAL`` seconds after. Several workers may run it at
+once: each change is a conditional UPDATE, so only one of them acts on a job.
+
+**Orphans** (``running`` jobs whose worker is gone). A worker's id is
+``host/boot/pid/start-time``. A worker on the same machine (same host name and
+boot) whose process no longer exists, or is another process that reused the pid,
+is dead *now*, so its jobs are recovered at once. A worker elsewhere is dead
+when its heartbeat is older than ``SOUNDFORGE_ORPHAN_TIMEOUT``. An orphan is:
+
+* ``cancelled`` if the user had asked for it;
+* put back to ``queued`` with a new task if it has attempts left
+  (``SOUNDFORGE_JOB_MAX_ATTEMPTS``, 2 by default: one retry);
+* ``failed`` otherwise, saying its worker stopped unexpectedly and how often.
+
+Its half-written files go in every case: the staging folders the dead run left
+(``stems/.staging-{job_id}-*``) and a ``stems/{job_id}`` folder the run may have
+been moving files into when it died; neither ever had ``Stem`` rows, because
+those are only written with ``completed``.
+
+**Lost tasks** (``queued`` jobs with no task): if the queue holds no task for a
+queued job and the last one was sent more than ``SOUNDFORGE_REDISPATCH_AFTER``
+seconds ago (or never), a new one is sent. A duplicate is harmless (the claim
+lets only one run).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+import psutil
+from sqlalchemy import and_, or_, select
+
+from soundforge.db.base import utcnow
+from soundforge.db.models import JobStatus, ProcessingJob
+from soundforge.jobs import state
+from soundforge.jobs.pipeline import Pipeline
+from soundforge.jobs.service import dispatch
+from soundforge.library.files import remove_job_files
+
+log = logging.getLogger(__name__)
+
+_T = ProcessingJob.__table__
+
+
+@cache
+def boot_id() -> str:
+    """Changes at every boot of the machine (so a pid from before a reboot is not trusted)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip().replace("-", "")[:12]
+    except OSError:
+        return f"{int(psutil.boot_time())}"
+
+
+def process_token(pid: int) -> str | None:
+    """The start time of ``pid`` (tells a live worker from a process that reused its pid)."""
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def make_worker_id(pid: int | None = None) -> str:
+    pid = pid or os.getpid()
+    return f"{socket.gethostname()}/{boot_id()}/{pid}/{process_token(pid)}"
+
+
+def local_worker_alive(worker_id: str) -> bool | None:
+    """True/False for a worker of this machine (this boot); None when it runs elsewhere."""
+    try:
+        host, boot, pid_text, token = worker_id.rsplit("/", 3)
+        pid = int(pid_text)
+    except ValueError:
+        return None
+    if host != socket.gethostname() or boot != boot_id():
+        return None
+    return process_token(pid) == token
+
+
+@dataclass(frozen=True)
+class Orphan:
+    job_id: str
+    worker_id: str | None
+    attempts: int
+    cancel_requested: bool
+    reason: str
+
+
+def find_orphans(pipeline: Pipeline, now: datetime | None = None) -> list[Orphan]:
+    now = now or utcnow()
+    stale_before = now - timedelta(seconds=pipeline.config.orphan_timeout)
+    with pipeline.db.session() as session:
+        rows = session.execute(
+            select(
+                _T.c.id, _T.c.worker_id, _T.c.heartbeat_at, _T.c.attempts, _T.c.cancel_requested
+            ).where(_T.c.status == JobStatus.RUNNING.value)
+        ).all()
+    orphans = []
+    for row in rows:
+        alive = local_worker_alive(row.worker_id) if row.worker_id else False
+        if alive is False:
+            reason = "its worker process is gone"
+        elif alive is None and (row.heartbeat_at is None or row.heartbeat_at < stale_before):
+            reason = (
+                f"its worker ({row.worker_id}) sent no heartbeat for more than "
+                f"{pipeline.config.orphan_timeout:g} s"
+            )
+        else:
+            continue
+        orphans.append(
+            Orphan(row.id, row.worker_id, row.attempts, bool(row.cancel_requested), reason)
+        )
+    return orphans
+
+
+def recover_orphan(pipeline: Pipeline, orphan: Orphan) -> str | None:
+    """Retry, fail or cancel one orphan; returns the status it was given (None: raced)."""
+    owned = [
+        _T.c.status == JobStatus.RUNNING.value,
+        _T.c.worker_id == orphan.worker_id if orphan.worker_id else _T.c.worker_id.is_(None),
+    ]
+    # Files first: the job is not running anywhere, and once it is requeued a new
+    # run could create a staging folder that must not be swept.
+    remove_job_files(pipeline.settings, orphan.job_id)
+    max_attempts = pipeline.config.job_max_attempts
+    if orphan.cancel_requested:
+        status, values = JobStatus.CANCELLED, {
+            "error_message": "The separation was cancelled.",
+            "error_code": "cancelled",
+            "finished_at": utcnow(),
+        }
+    elif orphan.attempts < max_attempts:
+        status, values = JobStatus.QUEUED, {
+            "progress": 0,
+            "heartbeat_at": None,
+            "dispatched_at": None,
+        }
+    else:
+        status, values = JobStatus.FAILED, {
+            "error_message": (
+                f"The separation stopped because {orphan.reason} (attempt {orphan.attempts} "
+                f"of {max_attempts}). The worker may have run out of memory or been "
+                "restarted; try again, and check the worker's log if it happens again."
+            ),
+            "error_code": "worker_lost",
+            "finished_at": utcnow(),
+        }
+    event = state.transition(
+        pipeline, orphan.job_id, owned, {"status": status.value, "worker_id": None, **values}
+    )
+    if event is None:
+        return None
+    log.warning("job %s recovered (%s): %s", orphan.job_id, orphan.reason, status.value)
+    if status is JobStatus.QUEUED:
+        try:
+            dispatch(pipeline, orphan.job_id, fail_job=False)
+        except Exception as exc:  # still queued: the next sweep sends it
+            log.error("could not requeue job %s: %s", orphan.job_id, exc)
+    return status.value
+
+
+def redispatch_lost(pipeline: Pipeline, now: datetime | None = None) -> list[str]:
+    """Send a new task for every queued job that has none; returns their ids."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=pipeline.config.redispatch_after)
+    with pipeline.db.session() as session:
+        candidates = list(
+            session.scalars(
+                select(_T.c.id).where(
+                    _T.c.status == JobStatus.QUEUED.value,
+                    _T.c.cancel_requested.is_(False),
+                    or_(
+                        and_(_T.c.dispatched_at.is_(None), _T.c.created_at < cutoff),
+                        _T.c.dispatched_at < cutoff,
+                    ),
+                )
+            ).all()
+        )
+    if not candidates:
+        return []
+    pending = pipeline.queue.pending_job_ids()
+    sent = []
+    for job_id in candidates:
+        if job_id in pending:
+            continue
+        try:
+            dispatch(pipeline, job_id, fail_job=False)
+        except Exception as exc:
+            log.error("could not re-send job %s: %s", job_id, exc)
+            continue
+        log.warning("job %s was queued without a task: task sent again", job_id)
+        sent.append(job_id)
+    return sent
+
+
+def recover(pipeline: Pipeline) -> dict[str, list[str]]:
+    """One sweep: orphans, then lost tasks. Returns what was done, for logs and tests."""
+    done: dict[str, list[str]] = {"requeued": [], "failed": [], "cancelled": [], "redispatched": []}
+    for orphan in find_orphans(pipeline):
+        status = recover_orphan(pipeline, orphan)
+        if status == JobStatus.QUEUED.value:
+            done["requeued"].append(orphan.job_id)
+        elif status is not None:
+            done[status].append(orphan.job_id)
+    done["redispatched"] = redispatch_lost(pipeline)
+    return done

@@ -1,0 +1,104 @@
+"""Where files live under ``data_dir/uploads``, and safe ways to reach them.
+
+    uploads/tracks/{track_id}/original.{ext}   the uploaded file, as uploaded
+    uploads/tracks/{track_id}/cover.{jpg|png}  cover art from its tags
+    uploads/stems/{job_id}/{stem}.{ext}        a job's stems
+    uploads/stems/.staging-{job_id}-*/         a running job's stems being written
+
+The database holds paths relative to ``uploads/``; ``resolve_upload`` turns one
+back into a path and refuses anything that would leave the folder (``..``,
+absolute paths, symlinks pointing out), so a URL like
+``/files/stems/{job_id}/{file}`` can never serve another file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path, PurePosixPath
+
+from soundforge.config import Settings
+from soundforge.db.errors import NotFoundError
+from soundforge.storage.staging import STAGING_PREFIX
+
+log = logging.getLogger(__name__)
+
+
+def uploads_dir(settings: Settings) -> Path:
+    return Path(settings.data_dir).absolute() / "uploads"
+
+
+def tracks_dir(settings: Settings) -> Path:
+    return uploads_dir(settings) / "tracks"
+
+
+def stems_dir(settings: Settings) -> Path:
+    return uploads_dir(settings) / "stems"
+
+
+def job_stems_dir(settings: Settings, job_id: str) -> Path:
+    return stems_dir(settings) / job_id
+
+
+def relative_to_uploads(settings: Settings, path: Path) -> str:
+    return PurePosixPath(Path(path).absolute().relative_to(uploads_dir(settings))).as_posix()
+
+
+def resolve_upload(settings: Settings, relative: str) -> Path:
+    """``stems/{job}/vocals.wav`` → its absolute path, or NotFoundError if it leaves uploads/."""
+    root = uploads_dir(settings)
+    parts = PurePosixPath(relative.replace("\\", "/")).parts
+    if not parts or relative.startswith("/") or any(
+        part in ("", ".", "..") or "\x00" in part for part in parts
+    ):
+        raise NotFoundError("No such file.")
+    candidate = root.joinpath(*parts)
+    try:
+        real = candidate.resolve(strict=True)
+        real.relative_to(root.resolve())
+    except (OSError, ValueError):
+        raise NotFoundError("No such file.") from None
+    if not real.is_file():
+        raise NotFoundError("No such file.")
+    return real
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder (or file) if it exists; failures are logged, not raised,
+    because they happen after the database already forgot the files."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)
+
+
+def job_staging_dirs(settings: Settings, job_id: str) -> list[Path]:
+    """Staging folders a run of ``job_id`` created (``.staging-{job_id}-*``)."""
+    parent = stems_dir(settings)
+    prefix = f"{STAGING_PREFIX}{job_id}-"
+    try:
+        return [entry for entry in parent.iterdir() if entry.name.startswith(prefix)]
+    except FileNotFoundError:
+        return []
+
+
+def remove_job_files(settings: Settings, job_id: str, *, staging_only: bool = False) -> None:
+    """Remove a job's stems folder and any staging folder of it."""
+    for staging in job_staging_dirs(settings, job_id):
+        remove_tree(staging)
+    if not staging_only:
+        remove_tree(job_stems_dir(settings, job_id))
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link when possible (same file system: no extra space), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

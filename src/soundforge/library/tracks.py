@@ -1,0 +1,223 @@
+"""The track library: import an audio file, look tracks up, delete them.
+
+``import_track`` checks the file is decodable audio *before* anything is kept
+(the same check the engines make, so a track in the library is always one an
+engine can read), copies it under ``uploads/tracks/{track_id}/`` while hashing
+it, reads its tags and cover art, then inserts the row; if the insert fails the
+files go again.
+
+``delete_track`` deletes the row first (the database cascades to the track's
+jobs and stems), publishes a ``deleted`` event for each job, then removes the
+files. A worker running one of those jobs notices its row is gone within a
+poll interval, stops the engine and throws its output away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from soundforge.audio.probe import probe
+from soundforge.db.base import new_uuid
+from soundforge.db.errors import NotFoundError
+from soundforge.db.models import ProcessingJob, Track, User
+from soundforge.errors import InputAudioError, OutputError
+from soundforge.jobs.events import JobEvent
+from soundforge.jobs.pipeline import Pipeline
+from soundforge.library.files import (
+    job_stems_dir,
+    relative_to_uploads,
+    remove_job_files,
+    remove_tree,
+    tracks_dir,
+)
+from soundforge.library.tags import read_tags
+from soundforge.storage.staging import describe_os_error, staging_for
+
+log = logging.getLogger(__name__)
+
+_SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,6}$")
+_CONTAINER_SUFFIX = {
+    "wav": ".wav", "flac": ".flac", "mp3": ".mp3", "ogg": ".ogg", "aiff": ".aiff",
+    "mov,mp4,m4a,3gp,3g2,mj2": ".m4a", "aac": ".aac", "matroska,webm": ".webm",
+}
+_CHUNK = 1 << 20
+
+
+def _user_id(user: User | int) -> int:
+    return user if isinstance(user, int) else user.id
+
+
+def _suffix(filename: str, container: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    if _SAFE_SUFFIX.match(suffix):
+        return suffix
+    return _CONTAINER_SUFFIX.get(container, ".audio")
+
+
+def _title_from_filename(filename: str) -> str:
+    stem = Path(filename).stem.replace("_", " ").strip()
+    return stem[:512] or "Untitled"
+
+
+def _copy_hashing(source: Path, target: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            while chunk := src.read(_CHUNK):
+                digest.update(chunk)
+                dst.write(chunk)
+                size += len(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, target.parent)) from None
+    return digest.hexdigest(), size
+
+
+def import_track(
+    pipeline: Pipeline,
+    user: User | int,
+    source: Path | str,
+    *,
+    filename: str | None = None,
+    title: str | None = None,
+    move: bool = False,
+) -> Track:
+    """Add ``source`` to the user's library and return the new ``Track``.
+
+    ``filename`` is the name the user gave the file (an upload's temp file has
+    none worth showing); ``move=True`` removes ``source`` once it is stored.
+    Raises ``InputAudioError`` (not audio, empty, corrupt, too large) with a
+    message that names ``filename``, or ``OutputError`` (disk full …).
+    """
+    settings = pipeline.settings
+    source = Path(source)
+    display = filename or source.name
+    try:
+        info = probe(source)
+    except InputAudioError as exc:
+        raise InputAudioError(exc.message.replace(str(source), display)) from None
+    size = source.stat().st_size
+    limit = settings.max_upload_mb * 1024 * 1024
+    if size > limit:
+        raise InputAudioError(
+            f"{display}: the file is {size / 1048576:.0f} MB, more than the "
+            f"{settings.max_upload_mb} MB limit (SOUNDFORGE_MAX_UPLOAD_MB)."
+        )
+    tags = read_tags(source)
+    track_id = new_uuid()
+    folder = tracks_dir(settings) / track_id
+    # Write beside the final folder and rename it in at the end: a crash while
+    # copying leaves only a staging folder, never a half-copied track.
+    with staging_for(folder) as staging:
+        original = staging.file("original" + _suffix(display, info.container))
+        content_hash, file_size = _copy_hashing(source, original)
+        artwork_name = None
+        if tags.artwork is not None:
+            artwork_name = "cover" + tags.artwork.extension
+            try:
+                staging.file(artwork_name).write_bytes(tags.artwork.data)
+            except OSError as exc:
+                raise OutputError(describe_os_error(exc, staging.path)) from None
+        staging.commit()
+    track = Track(
+        id=track_id,
+        user_id=_user_id(user),
+        title=(title or tags.title or _title_from_filename(display))[:512],
+        artist=tags.artist,
+        album=tags.album,
+        duration=info.duration or tags.duration or 0.0,
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+        codec=info.codec,
+        original_filename=display[:512],
+        file_path=relative_to_uploads(settings, folder / original.name),
+        file_size=file_size,
+        content_hash=content_hash,
+        artwork_path=relative_to_uploads(settings, folder / artwork_name) if artwork_name else None,
+        artwork_mime=tags.artwork.mime if tags.artwork is not None else None,
+    )
+    try:
+        with pipeline.db.transaction() as session:
+            session.add(track)
+    except BaseException:
+        remove_tree(folder)
+        raise
+    if move:
+        try:
+            source.unlink()
+        except OSError as exc:
+            log.warning("imported %s but could not remove it: %s", source, exc)
+    return track
+
+
+def get_track(session: Session, user: User | int, track_id: str) -> Track:
+    """The user's track, or NotFoundError (also for another user's track)."""
+    track = session.scalar(
+        select(Track).where(Track.id == track_id, Track.user_id == _user_id(user))
+    )
+    if track is None:
+        raise NotFoundError("No such track.")
+    return track
+
+
+def list_tracks(
+    session: Session, user: User | int, search: str | None = None, order: str = "newest"
+) -> list[Track]:
+    """The user's tracks; ``search`` matches title, artist or album (case-insensitive);
+    ``order`` is ``newest``, ``oldest``, ``title`` or ``artist``."""
+    query = select(Track).where(Track.user_id == _user_id(user))
+    if search:
+        pattern = f"%{search.strip().lower()}%"
+        query = query.where(
+            or_(
+                func.lower(Track.title).like(pattern),
+                func.lower(func.coalesce(Track.artist, "")).like(pattern),
+                func.lower(func.coalesce(Track.album, "")).like(pattern),
+            )
+        )
+    orders = {
+        "newest": (Track.created_at.desc(),),
+        "oldest": (Track.created_at.asc(),),
+        "title": (Track.title.asc(), Track.created_at.desc()),
+        "artist": (Track.artist.asc(), Track.title.asc()),
+    }
+    if order not in orders:
+        raise ValueError(f"unknown order {order!r}")
+    return list(session.scalars(query.order_by(*orders[order])).all())
+
+
+def delete_track(pipeline: Pipeline, user: User | int, track_id: str) -> None:
+    """Delete the track, its jobs (stopping a running one) and stems, and their files."""
+    with pipeline.db.transaction() as session:
+        track = get_track(session, user, track_id)
+        jobs = session.execute(
+            select(ProcessingJob.id, ProcessingJob.version, ProcessingJob.status).where(
+                ProcessingJob.track_id == track.id
+            )
+        ).all()
+        user_id = track.user_id
+        session.delete(track)
+    for job in jobs:
+        pipeline.events.publish(JobEvent.deleted(job.id, user_id, track_id, job.version + 1))
+    for job in jobs:
+        if job.status == "running":
+            # Its worker removes its own staging folder when it stops; pulling
+            # it from under the engine would only turn a clean stop into an error.
+            remove_tree(job_stems_dir(pipeline.settings, job.id))
+        else:
+            remove_job_files(pipeline.settings, job.id)
+    remove_tree(tracks_dir(pipeline.settings) / track_id)
+
+
+def track_file(pipeline: Pipeline, track: Track) -> Path:
+    """The absolute path of the track's audio file."""
+    return pipeline.uploads_dir / track.file_path
