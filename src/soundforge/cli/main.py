@@ -8,7 +8,7 @@ import os
 import typer
 
 from soundforge import __version__
-from soundforge.cli import models, separate
+from soundforge.cli import models, separate, worker
 
 app = typer.Typer(
     name="soundforge",
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 separate.register(app)
 models.register(app)
+worker.register(app)
 
 
 def _version(value: bool) -> None:
