@@ -1,0 +1,82 @@
+"""What the forms offer: engines, Demucs models, stems, formats, and the
+seed's model comparison table, all read from the engines' own catalogs so the
+web form can never offer something an engine refuses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from soundforge.engines.base import OUTPUT_FORMATS
+from soundforge.engines.local.catalog import DEFAULT_MODEL, MODELS
+from soundforge.engines.local.device import DEVICES
+from soundforge.stems import LALALAI_STEMS
+
+ENGINE_LABELS = {"local": "Local Demucs", "lalalai": "LALAL.AI cloud"}
+DEVICE_LABELS = {
+    "auto": "Automatic (GPU when present)",
+    "cpu": "CPU",
+    "cuda": "NVIDIA GPU (CUDA)",
+    "mps": "Apple GPU (Metal)",
+}
+FORMAT_LABELS = {
+    "wav": "WAV (lossless)",
+    "flac": "FLAC (lossless, smaller)",
+    "mp3": "MP3 (320 kbps)",
+}
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    key: str  # model name, or "lalalai"
+    name: str
+    engine: str
+    stems: str
+    quality: str
+    speed: str
+    cost: str
+    description: str
+
+
+def comparison_rows() -> list[ComparisonRow]:
+    rows = [
+        ComparisonRow(
+            key=spec.name,
+            name=spec.name,
+            engine="Local",
+            stems=str(len(spec.stems)),
+            quality=spec.quality,
+            speed=spec.speed,
+            cost="Free",
+            description=spec.description,
+        )
+        for spec in MODELS.values()
+    ]
+    rows.append(
+        ComparisonRow(
+            key="lalalai",
+            name="lalal.ai",
+            engine="Cloud",
+            stems=f"{len(LALALAI_STEMS)}",
+            quality="High",
+            speed="Fast (server-side)",
+            cost="Paid API (minutes)",
+            description="Ten stem types including guitars, synth, strings and wind; "
+            "a 60-second preview costs at most a minute per stem.",
+        )
+    )
+    return rows
+
+
+def model_stems() -> dict[str, list[str]]:
+    return {name: list(spec.stems) for name, spec in MODELS.items()}
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEVICES",
+    "LALALAI_STEMS",
+    "MODELS",
+    "OUTPUT_FORMATS",
+    "comparison_rows",
+    "model_stems",
+]

@@ -1,0 +1,241 @@
+"""The REST API for scripts (``/api/…``), documented at ``/docs``.
+
+Authenticated by a personal token (``Authorization: Bearer sf_…``), or by the
+session cookie plus the ``X-CSRF-Token`` header (the app's own pages).
+Errors are ``{"error": {"code", "message"}}`` with a stable code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from soundforge.db.accounts import get_user_settings
+from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
+from soundforge.library.tracks import delete_track, list_tracks
+from soundforge.web import catalog
+from soundforge.web.access import owned_job, owned_track
+from soundforge.web.deps import ApiUser, DbSession
+from soundforge.web.errors import WebError, error_body, status_for
+from soundforge.web.ingest import import_uploads
+from soundforge.web.schemas import (
+    ErrorOut,
+    JobList,
+    JobOut,
+    MeOut,
+    ModelOut,
+    SeparationIn,
+    SettingsIn,
+    SettingsOut,
+    StemList,
+    TrackList,
+    TrackOut,
+    UploadOut,
+)
+from soundforge.web.serialize import job_dict, stem_dict, track_dict
+from soundforge.web.user_settings import apply_settings_update, settings_dict
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "No or bad token"},
+    404: {"model": ErrorOut, "description": "No such item, or not yours"},
+    422: {"model": ErrorOut, "description": "Invalid input (stable code in error.code)"},
+}
+
+router = APIRouter(prefix="/api", responses=ERRORS)
+
+
+@router.get("/me", response_model=MeOut, tags=["settings"], summary="Who the token belongs to")
+def me(user: ApiUser) -> dict[str, Any]:
+    return {"id": user.id, "email": user.email, "display_name": user.display_name}
+
+
+@router.get("/models", response_model=list[ModelOut], tags=["separations"],
+            summary="The model comparison: engines, models, stems, quality, speed, cost")
+def models(user: ApiUser) -> list[dict[str, Any]]:
+    rows = []
+    stems = catalog.model_stems()
+    for row in catalog.comparison_rows():
+        rows.append({
+            "name": row.name, "engine": row.engine.lower(),
+            "stems": stems.get(row.key, list(catalog.LALALAI_STEMS)),
+            "quality": row.quality, "speed": row.speed, "cost": row.cost,
+            "description": row.description,
+        })
+    return rows
+
+
+# --- tracks -----------------------------------------------------------------------
+@router.get("/tracks", response_model=TrackList, tags=["tracks"], summary="List your tracks")
+def api_list_tracks(
+    session: DbSession, user: ApiUser, q: str = "", sort: str = "newest"
+) -> dict[str, Any]:
+    if sort not in ("newest", "oldest", "title", "artist"):
+        raise WebError(422, "invalid_option",
+                       "sort must be one of newest, oldest, title, artist.")
+    tracks = list_tracks(session, user, q.strip()[:200] or None, sort)
+    return {"tracks": [track_dict(t) for t in tracks]}
+
+
+@router.post(
+    "/tracks",
+    response_model=UploadOut,
+    status_code=201,
+    tags=["tracks"],
+    summary="Upload one or more audio files (multipart field 'files')",
+    responses={413: {"model": ErrorOut, "description": "Larger than the upload limit"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["files"],
+                        "properties": {
+                            "files": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def api_upload(request: Request, user: ApiUser) -> Response:
+    # The body is parsed here, after authentication (not before, as a declared
+    # File parameter would): a stranger's upload is refused unread.
+    outcomes = await import_uploads(request, user)
+    added = [o.track for o in outcomes if o.track is not None]
+    errors = [
+        {"filename": o.filename, "code": o.error.code, "message": o.error.message}
+        for o in outcomes
+        if o.error is not None
+    ]
+    if not added:
+        first = next(o.error for o in outcomes if o.error is not None)
+        status = first.status if isinstance(first, WebError) else status_for(first)
+        return JSONResponse(error_body(first.code, first.message, files=errors),
+                            status_code=status)
+    return JSONResponse({"tracks": [track_dict(t) for t in added], "errors": errors},
+                        status_code=201)
+
+
+@router.get("/tracks/{track_id}", response_model=TrackOut, tags=["tracks"], summary="One track")
+def api_get_track(session: DbSession, user: ApiUser, track_id: str) -> dict[str, Any]:
+    return track_dict(owned_track(session, user, track_id))
+
+
+@router.delete("/tracks/{track_id}", status_code=204, tags=["tracks"],
+               summary="Delete a track with all its separations and stems")
+async def api_delete_track(request: Request, user: ApiUser, track_id: str) -> Response:
+    await run_in_threadpool(delete_track, request.app.state.pipeline, user, track_id)
+    return Response(status_code=204)
+
+
+# --- separations ------------------------------------------------------------------
+@router.post(
+    "/tracks/{track_id}/separations",
+    response_model=JobOut,
+    status_code=202,
+    tags=["separations"],
+    summary="Start a separation (or get the identical one already running)",
+    responses={402: {"model": ErrorOut, "description": "Not enough LALAL.AI minutes"}},
+)
+async def api_create_separation(
+    request: Request, user: ApiUser, track_id: str, body: SeparationIn | None = None
+) -> Response:
+    body = body or SeparationIn()
+    options = body.model_dump(exclude_none=True, exclude={"force"})
+    job = await run_in_threadpool(
+        create_separation_job, request.app.state.pipeline, user, track_id, options,
+        force=body.force,
+    )
+    return JSONResponse(job_dict(job, with_stems=True), status_code=202)
+
+
+@router.get("/tracks/{track_id}/jobs", response_model=JobList, tags=["separations"],
+            summary="Every separation of a track, newest first")
+def api_track_jobs(session: DbSession, user: ApiUser, track_id: str) -> dict[str, Any]:
+    track = owned_track(session, user, track_id)
+    return {"jobs": [job_dict(j, with_stems=True) for j in list_jobs(session, user,
+                                                                      track_id=track.id)]}
+
+
+@router.get("/tracks/{track_id}/stems", response_model=StemList, tags=["separations"],
+            summary="Every stem of a track (all completed separations)")
+def api_track_stems(session: DbSession, user: ApiUser, track_id: str) -> dict[str, Any]:
+    track = owned_track(session, user, track_id)
+    jobs = list_jobs(session, user, track_id=track.id, statuses=["completed"])
+    return {"stems": [stem_dict(s) for j in jobs for s in j.stems]}
+
+
+@router.get("/jobs", response_model=JobList, tags=["separations"],
+            summary="Your separations, newest first")
+def api_jobs(session: DbSession, user: ApiUser, status: str | None = None,
+             limit: int = 100) -> dict[str, Any]:
+    statuses = [s.strip() for s in status.split(",")] if status else None
+    jobs = list_jobs(session, user, statuses=statuses, limit=max(1, min(limit, 500)))
+    return {"jobs": [job_dict(j) for j in jobs]}
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, tags=["separations"],
+            summary="A separation's status and progress")
+def api_job(session: DbSession, user: ApiUser, job_id: str) -> dict[str, Any]:
+    return job_dict(get_job(session, user, job_id), with_stems=True)
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    tags=["separations"],
+    summary="Follow a separation live (Server-Sent Events)",
+    description="A `job` event with the status and progress now, then one per change; "
+    "an `end` event once the job is completed, failed or cancelled. Comment lines "
+    "keep the connection alive.",
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+def api_job_events(
+    request: Request, session: DbSession, user: ApiUser, job_id: str
+) -> Response:
+    owned_job(session, user, job_id)
+    return request.app.state.events.job_stream(request, job_id, user.id)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, tags=["separations"],
+             summary="Cancel a queued or running separation")
+async def api_cancel(request: Request, user: ApiUser, job_id: str) -> dict[str, Any]:
+    job = await run_in_threadpool(cancel_job, request.app.state.pipeline, user, job_id)
+    return job_dict(job)
+
+
+@router.get("/jobs/{job_id}/stems", response_model=StemList, tags=["separations"],
+            summary="The stems of a completed separation")
+def api_job_stems(session: DbSession, user: ApiUser, job_id: str) -> dict[str, Any]:
+    job = get_job(session, user, job_id)
+    return {"stems": [stem_dict(s) for s in job.stems]}
+
+
+# --- settings -----------------------------------------------------------------------
+@router.get("/settings", response_model=SettingsOut, tags=["settings"],
+            summary="Your separation defaults (the LALAL.AI key masked)")
+def api_settings(session: DbSession, user: ApiUser) -> dict[str, Any]:
+    return settings_dict(get_user_settings(session, user))
+
+
+@router.patch("/settings", response_model=SettingsOut, tags=["settings"],
+              summary="Change some of your separation defaults")
+def api_update_settings(
+    request: Request, session: DbSession, user: ApiUser, body: SettingsIn
+) -> dict[str, Any]:
+    prefs = get_user_settings(session, user)
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("lalalai_api_key") == "":
+        changes["lalalai_api_key"] = None
+    apply_settings_update(request.app.state.settings, prefs, changes)
+    session.commit()
+    return settings_dict(prefs)

@@ -1,0 +1,116 @@
+"""Sign up, log in, log out."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+from sqlalchemy.exc import IntegrityError
+
+from soundforge.db.accounts import MIN_PASSWORD_LENGTH, authenticate, create_user, normalize_email
+from soundforge.errors import InvalidOptionError
+from soundforge.web.deps import Csrf, DbSession, OptionalUser, login_session
+from soundforge.web.pages import flash, redirect, render, safe_next
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.get("/login")
+def login_page(request: Request, user: OptionalUser, next: str = "/") -> Response:
+    if user is not None:
+        return redirect(safe_next(next))
+    return render(request, "login.html", {"error": None, "email": "", "next_url": safe_next(next)})
+
+
+@router.post("/login", dependencies=[Csrf])
+def login(
+    request: Request,
+    session: DbSession,
+    email: str = Form(""),
+    password: str = Form(""),
+    next: str = Form("/"),
+) -> Response:
+    limiter = request.app.state.login_limiter
+    address = client_address(request)
+    email_key = normalize_email(email)
+    wait = limiter.retry_after(address, email_key)
+    context = {"email": email, "next_url": safe_next(next)}
+    if wait > 0:
+        minutes = max(1, math.ceil(wait / 60))
+        return render(
+            request,
+            "login.html",
+            {**context, "error": f"Too many failed attempts. Try again in {minutes} minute"
+             f"{'s' if minutes > 1 else ''}."},
+            status_code=429,
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    user = authenticate(session, email, password)
+    if user is None:
+        limiter.failed(address, email_key)
+        return render(
+            request,
+            "login.html",
+            {**context, "error": "That email and password do not match an account."},
+            status_code=401,
+        )
+    session.commit()  # last login time, a rehashed password
+    limiter.succeeded(address, email_key)
+    login_session(request, user)
+    return redirect(safe_next(next))
+
+
+@router.get("/signup")
+def signup_page(request: Request, user: OptionalUser) -> Response:
+    if user is not None:
+        return redirect("/")
+    return render(
+        request,
+        "signup.html",
+        {"error": None, "email": "", "display_name": "", "min_password": MIN_PASSWORD_LENGTH},
+    )
+
+
+@router.post("/signup", dependencies=[Csrf])
+def signup(
+    request: Request,
+    session: DbSession,
+    email: str = Form(""),
+    password: str = Form(""),
+    display_name: str = Form(""),
+) -> Response:
+    try:
+        try:
+            user = create_user(session, email, password, display_name.strip()[:200] or None)
+            session.commit()
+        except IntegrityError:
+            # Two sign-ups with one address at the same instant: the second loses.
+            raise InvalidOptionError("An account with this email already exists.") from None
+    except InvalidOptionError as exc:
+        session.rollback()
+        return render(
+            request,
+            "signup.html",
+            {
+                "error": exc.message,
+                "email": email,
+                "display_name": display_name,
+                "min_password": MIN_PASSWORD_LENGTH,
+            },
+            status_code=422,
+        )
+    login_session(request, user)
+    flash(request, "ok", "Welcome to SoundForge! Drop a track below to get started.")
+    return redirect("/")
+
+
+@router.post("/logout", dependencies=[Csrf])
+def logout(request: Request) -> Response:
+    request.session.clear()
+    return redirect("/login")
+

@@ -1,0 +1,145 @@
+"""Stem files and exports, the seed's routes exactly:
+
+* ``GET /files/stems/{job_id}/{file}`` – a stem, to its owner (the player uses it);
+* ``GET /export/stem/{stem_id}`` – one stem as a download;
+* ``GET /export/stems/{track_id}`` – all of a track's stems as a streamed ZIP.
+
+A file is served only if a ``Stem`` row of the user's own job names it: the
+URL's ``{file}`` is compared with stored paths and never joined to a
+directory, so ``../`` (plain or percent-encoded) has nothing to climb.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from sqlalchemy import select
+
+from soundforge.db import ProcessingJob, Stem, Track
+from soundforge.web.access import owned_job, owned_stem, owned_track, resolve_upload
+from soundforge.web.deps import ApiUser, DbSession
+from soundforge.web.errors import NotFound
+from soundforge.web.zipstream import stream_zip
+
+router = APIRouter(tags=["files"])
+
+MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
+
+
+def uploads_dir(request: Request) -> Path:
+    return Path(request.app.state.settings.data_dir) / "uploads"
+
+
+def safe_filename(text: str, fallback: str = "track") -> str:
+    """A name that is safe in a download header and in any file system."""
+    cleaned = re.sub(r"[^\w\-. ()&,'+]+", "_", text, flags=re.UNICODE).strip(" ._")
+    return cleaned[:120] or fallback
+
+
+def stem_download_name(track: Track, stem: Stem) -> str:
+    return f"{safe_filename(track.title)} - {stem.stem_type}.{stem.format}"
+
+
+@router.get(
+    "/files/stems/{job_id}/{file}",
+    summary="A stem file of one of your separations (for playback)",
+    response_class=FileResponse,
+    responses={404: {"description": "No such stem, or not yours"}},
+)
+def stem_file(
+    request: Request, session: DbSession, user: ApiUser, job_id: str, file: str
+) -> Response:
+    job = owned_job(session, user, job_id)
+    stem = session.scalar(
+        select(Stem).where(Stem.job_id == job.id, Stem.file_path == f"stems/{job.id}/{file}")
+    )
+    if stem is None:
+        raise NotFound("stem")
+    path = resolve_upload(uploads_dir(request), stem.file_path)
+    # Range requests are honoured by FileResponse, so players can seek.
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES.get(stem.format, "application/octet-stream"),
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
+
+
+@router.get(
+    "/export/stem/{stem_id}",
+    summary="Download one stem",
+    response_class=FileResponse,
+    responses={404: {"description": "No such stem, or not yours"}},
+)
+def export_stem(request: Request, session: DbSession, user: ApiUser, stem_id: int) -> Response:
+    stem = owned_stem(session, user, stem_id)
+    track = session.get(Track, stem.track_id)
+    if track is None:
+        raise NotFound("stem")
+    path = resolve_upload(uploads_dir(request), stem.file_path)
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPES.get(stem.format, "application/octet-stream"),
+        filename=stem_download_name(track, stem),
+    )
+
+
+def zip_entries(
+    session: DbSession, track: Track, uploads: Path
+) -> list[tuple[str, Path]]:
+    """``{title}/{engine}-{model}-{date}/{stem}.{ext}`` for every completed job's stems."""
+    jobs = session.scalars(
+        select(ProcessingJob)
+        .where(ProcessingJob.track_id == track.id, ProcessingJob.status == "completed")
+        .order_by(ProcessingJob.created_at)
+    ).all()
+    base = safe_filename(track.title)
+    entries: list[tuple[str, Path]] = []
+    used: set[str] = set()
+    for job in jobs:
+        folder = f"{job.engine}-{safe_filename(job.model, 'model')}-" + job.created_at.strftime(
+            "%Y%m%d-%H%M%S"
+        )
+        while folder in used:
+            folder += "-2"
+        used.add(folder)
+        for stem in job.stems:
+            try:
+                path = resolve_upload(uploads, stem.file_path)
+            except NotFound:
+                continue  # a file removed behind our back: export what is there
+            entries.append((f"{base}/{folder}/{Path(stem.file_path).name}", path))
+    return entries
+
+
+@router.get(
+    "/export/stems/{track_id}",
+    summary="Download all stems of a track as one ZIP (streamed)",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/zip": {}}},
+        404: {"description": "No such track, not yours, or no stems yet"},
+    },
+)
+def export_track_stems(
+    request: Request, session: DbSession, user: ApiUser, track_id: str
+) -> Response:
+    track = owned_track(session, user, track_id)
+    entries = zip_entries(session, track, uploads_dir(request))
+    if not entries:
+        raise NotFound("set of stems")
+    name = f"{safe_filename(track.title)} - stems.zip"
+    return StreamingResponse(
+        stream_zip(entries),
+        media_type="application/zip",
+        headers={"Content-Disposition": _attachment(name)},
+    )
+
+
+def _attachment(name: str) -> str:
+    from urllib.parse import quote
+
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"

@@ -1,0 +1,123 @@
+"""The seed's LALAL.AI routes, exactly: quota, cancel, cancel-all (plus test-key).
+
+``GET /api/lalalai/quota`` → ``{"quota_minutes", "used_minutes", "remaining_minutes"}``
+for the key the user's separations use (their own, else the installation's).
+``POST /api/lalalai/cancel`` cancels the LALAL.AI task of one job;
+``POST /api/lalalai/cancel-all`` cancels all of the user's pending LALAL.AI work.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from soundforge.db import ProcessingJob, User
+from soundforge.db.accounts import get_lalalai_key, get_user_settings
+from soundforge.engines.lalalai.quota import get_quota
+from soundforge.errors import AuthError, InvalidOptionError, SoundForgeError
+from soundforge.jobs.engines import lalalai_key_for
+from soundforge.jobs.service import cancel_job, cancel_user_jobs
+from soundforge.web.access import owned_job
+from soundforge.web.deps import ApiUser, DbSession
+from soundforge.web.errors import NotFound
+from soundforge.web.routers.api import ERRORS
+from soundforge.web.schemas import CancelIn, CancelOut, ErrorOut, QuotaOut, TestKeyIn
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/lalalai", tags=["lalalai"], responses=ERRORS)
+
+NO_KEY = (
+    "No LALAL.AI key is set: add yours under Settings → Cloud Separation "
+    "(or ask the administrator to set SYSTEM_LALALAI_ACTIVATION_KEY)."
+)
+
+
+def _key_for(request: Request, session: DbSession, user: User) -> str:
+    key = lalalai_key_for(request.app.state.settings, get_user_settings(session, user))
+    if not key:
+        raise AuthError(NO_KEY)
+    return key
+
+
+@router.get("/quota", response_model=QuotaOut, summary="LALAL.AI minutes: quota, used, left",
+            responses={502: {"model": ErrorOut, "description": "LALAL.AI failed"}})
+async def quota(request: Request, session: DbSession, user: ApiUser) -> dict[str, float]:
+    key = _key_for(request, session, user)
+    return await run_in_threadpool(get_quota, request.app.state.settings, key)
+
+
+@router.post("/test-key", response_model=QuotaOut, summary="Check a LALAL.AI key works",
+             description="Asks LALAL.AI for the minutes left with the given key (or your "
+             "saved one); answers the quota, or an auth_error.")
+async def test_key(
+    request: Request, session: DbSession, user: ApiUser, body: TestKeyIn | None = None
+) -> dict[str, float]:
+    key = (body.key or "").strip() if body else ""
+    if not key:
+        key = get_lalalai_key(request.app.state.settings, get_user_settings(session, user)) or ""
+    if not key:
+        raise AuthError("Type a key to test, or save one first.")
+    if len(key) > 200:
+        raise InvalidOptionError("That is not a LALAL.AI key (too long).")
+    return await run_in_threadpool(get_quota, request.app.state.settings, key)
+
+
+@router.post("/cancel", response_model=CancelOut, summary="Cancel the active LALAL.AI task",
+             description="Cancels the LALAL.AI task of `job_id`, or of your most recent "
+             "queued or running LALAL.AI job when none is given.")
+async def cancel(
+    request: Request, session: DbSession, user: ApiUser, body: CancelIn | None = None
+) -> dict[str, Any]:
+    job_id = body.job_id if body else None
+    if job_id is None:
+        job_id = request.query_params.get("job_id")
+    if job_id:
+        job = owned_job(session, user, job_id)
+        if job.engine != "lalalai":
+            raise InvalidOptionError("This separation runs on the local engine, not LALAL.AI.")
+    else:
+        job = session.scalar(
+            select(ProcessingJob)
+            .where(
+                ProcessingJob.user_id == user.id,
+                ProcessingJob.engine == "lalalai",
+                ProcessingJob.status.in_(["queued", "running"]),
+            )
+            .order_by(ProcessingJob.created_at.desc())
+        )
+        if job is None:
+            raise NotFound("active LALAL.AI separation")
+    if job.status not in ("queued", "running"):
+        return {"cancelled": 0, "job_ids": [], "provider_tasks_cancelled": 0}
+    target = job.id
+    session.close()
+    await run_in_threadpool(cancel_job, request.app.state.pipeline, user, target)
+    return {"cancelled": 1, "job_ids": [target], "provider_tasks_cancelled": 0}
+
+
+@router.post("/cancel-all", response_model=CancelOut,
+             summary="Cancel all of your pending LALAL.AI work")
+async def cancel_all(request: Request, session: DbSession, user: ApiUser) -> dict[str, Any]:
+    settings = request.app.state.settings
+    own_key = get_lalalai_key(settings, get_user_settings(session, user))
+    session.close()
+    ids = await run_in_threadpool(
+        cancel_user_jobs, request.app.state.pipeline, user, "lalalai"
+    )
+    provider = 0
+    if own_key:
+        # Only with the user's own key: the installation's shared key carries
+        # other users' tasks, which are not this user's to cancel.
+        from soundforge.engines.lalalai.engine import cancel_all as provider_cancel_all
+
+        try:
+            outcomes = await run_in_threadpool(provider_cancel_all, settings, own_key)
+            provider = sum(1 for outcome in outcomes.values() if outcome.ok)
+        except SoundForgeError as exc:
+            log.warning("LALAL.AI cancel-all failed for user %s: %s", user.id, exc.message)
+    return {"cancelled": len(ids), "job_ids": ids, "provider_tasks_cancelled": provider}

@@ -1,0 +1,124 @@
+"""The Settings page: Demucs, Cloud Separation (LALAL.AI), API tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from soundforge.db import ApiToken, User
+from soundforge.db.accounts import create_api_token, get_user_settings
+from soundforge.errors import InvalidOptionError
+from soundforge.web import catalog
+from soundforge.web.deps import Csrf, DbSession, PageUser
+from soundforge.web.errors import NotFound
+from soundforge.web.pages import flash, redirect, render
+from soundforge.web.user_settings import apply_settings_update
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def _context(session: DbSession, user: User, **extra: Any) -> dict[str, Any]:
+    prefs = get_user_settings(session, user)
+    tokens = session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at.desc())
+    ).all()
+    data: dict[str, Any] = {
+        "prefs": prefs,
+        "tokens": tokens,
+        "models": catalog.MODELS,
+        "devices": catalog.DEVICES,
+        "device_labels": catalog.DEVICE_LABELS,
+        "formats": catalog.OUTPUT_FORMATS,
+        "format_labels": catalog.FORMAT_LABELS,
+        "engine_labels": catalog.ENGINE_LABELS,
+        "comparison": catalog.comparison_rows(),
+        "new_token": None,
+        "error": None,
+    }
+    data.update(extra)
+    return data
+
+
+@router.get("/settings")
+def settings_page(request: Request, session: DbSession, user: PageUser) -> Response:
+    return render(request, "settings.html", _context(session, user), user=user)
+
+
+def _save(
+    request: Request, session: DbSession, user: User, changes: dict[str, Any], done: str,
+    anchor: str,
+) -> Response:
+    try:
+        apply_settings_update(request.app.state.settings, get_user_settings(session, user),
+                              changes)
+        session.commit()
+    except InvalidOptionError as exc:
+        session.rollback()
+        return render(request, "settings.html", _context(session, user, error=exc.message),
+                      user=user, status_code=422)
+    flash(request, "ok", done)
+    return redirect(f"/settings#{anchor}")
+
+
+@router.post("/settings/demucs", dependencies=[Csrf])
+def save_demucs(
+    request: Request,
+    session: DbSession,
+    user: PageUser,
+    demucs_model: str = Form(...),
+    device: str = Form("auto"),
+    output_format: str = Form("wav"),
+) -> Response:
+    changes = {"demucs_model": demucs_model, "device": device, "output_format": output_format}
+    return _save(request, session, user, changes, "Demucs settings saved.", "demucs")
+
+
+@router.post("/settings/cloud", dependencies=[Csrf])
+def save_cloud(
+    request: Request,
+    session: DbSession,
+    user: PageUser,
+    engine: str = Form(...),
+    lalalai_api_key: str = Form(""),
+    remove_key: str | None = Form(None),
+    lalalai_preview: str | None = Form(None),
+) -> Response:
+    changes: dict[str, Any] = {"engine": engine, "lalalai_preview": lalalai_preview is not None}
+    if remove_key is not None:
+        changes["lalalai_api_key"] = None
+    elif lalalai_api_key.strip():
+        # A blank field keeps the saved key: the page never sends it back.
+        changes["lalalai_api_key"] = lalalai_api_key
+    return _save(request, session, user, changes, "Cloud separation settings saved.", "cloud")
+
+
+@router.post("/settings/tokens", dependencies=[Csrf])
+def new_token(
+    request: Request, session: DbSession, user: PageUser, name: str = Form("")
+) -> Response:
+    name = name.strip()[:200] or "API token"
+    _, raw = create_api_token(session, user, name)
+    session.commit()
+    # Shown on this response only (never stored in a cookie or a flash).
+    return render(
+        request,
+        "settings.html",
+        _context(session, user, new_token={"name": name, "value": raw}),
+        user=user,
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.post("/settings/tokens/{token_id}/delete", dependencies=[Csrf])
+def delete_token(request: Request, session: DbSession, user: PageUser, token_id: int) -> Response:
+    token = session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id:
+        raise NotFound("token")
+    session.delete(token)
+    session.commit()
+    flash(request, "ok", f"Token “{token.name}” revoked.")
+    return redirect("/settings#tokens")

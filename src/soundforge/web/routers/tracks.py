@@ -1,0 +1,111 @@
+"""The track page, the Separate Stems form, cancel, and live progress (SSE)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from soundforge.errors import SoundForgeError
+from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
+from soundforge.web.access import owned_job, owned_track
+from soundforge.web.deps import Csrf, DbSession, PageUser
+from soundforge.web.errors import NotFound, status_for, wants_json
+from soundforge.web.forms import options_from_form, separate_form_context
+from soundforge.web.pages import flash, redirect, render, safe_next
+from soundforge.web.serialize import job_dict
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+@router.get("/tracks/{track_id}")
+def track_page(request: Request, session: DbSession, user: PageUser, track_id: str) -> Response:
+    track = owned_track(session, user, track_id)
+    jobs = list_jobs(session, user, track_id=track.id)
+    context = {
+        "track": track,
+        "jobs": jobs,
+        "has_stems": any(job.status == "completed" and job.stems for job in jobs),
+    }
+    context.update(separate_form_context(session, user, request.app.state.settings))
+    return render(request, "track.html", context, user=user)
+
+
+@router.get("/tracks/{track_id}/jobs/{job_id}")
+def job_fragment(
+    request: Request, session: DbSession, user: PageUser, track_id: str, job_id: str
+) -> Response:
+    """One separation's card, for the track page to swap in when a job finishes."""
+    track = owned_track(session, user, track_id)
+    job = get_job(session, user, job_id)
+    if job.track_id != track.id:
+        raise NotFound("separation")
+    context = {"track": track, "job": job}
+    context.update(separate_form_context(session, user, request.app.state.settings))
+    return request.app.state.templates.TemplateResponse(request, "_job_card.html", context)
+
+
+@router.get("/tracks/{track_id}/separate")
+def separate_page(request: Request, session: DbSession, user: PageUser, track_id: str) -> Response:
+    track = owned_track(session, user, track_id)
+    context = {"track": track, "error": None}
+    context.update(separate_form_context(session, user, request.app.state.settings))
+    return render(request, "separate.html", context, user=user)
+
+
+@router.post("/tracks/{track_id}/separate", dependencies=[Csrf])
+async def separate(request: Request, user: PageUser, track_id: str) -> Response:
+    pipeline = request.app.state.pipeline
+    form = await request.form()
+    options, force = options_from_form(form)
+    try:
+        job = await run_in_threadpool(
+            create_separation_job, pipeline, user, track_id, options, force=force
+        )
+    except SoundForgeError as exc:
+        if wants_json(request) or exc.code == "not_found":
+            raise
+        # Show the form again with the reason, keeping what the user chose.
+        with pipeline.db.session() as session:
+            track = owned_track(session, user, track_id)
+            context = {"track": track, "error": exc.message}
+            context.update(separate_form_context(session, user, pipeline.settings))
+            context["form_values"].update(
+                {k: v for k, v in options.items() if k in ("engine", "model", "format")}
+            )
+            context["form_values"]["stems"] = options.get("stems")
+            return render(request, "separate.html", context, user=user,
+                          status_code=status_for(exc))
+    if wants_json(request):
+        return JSONResponse(job_dict(job), status_code=202)
+    if job.status == "completed" and job.reused_from_job_id:
+        flash(request, "ok", "These stems already existed: reused them instead of separating "
+              "again (tick “Run again” to force a new run).")
+    next_url = safe_next(str(form.get("next") or ""), f"/tracks/{track_id}")
+    if next_url.startswith("/tracks/") and not next_url.startswith(f"/tracks/{track_id}"):
+        next_url = f"/tracks/{track_id}"
+    return redirect(next_url)
+
+
+@router.post("/jobs/{job_id}/cancel", dependencies=[Csrf])
+async def cancel(request: Request, user: PageUser, job_id: str) -> Response:
+    pipeline = request.app.state.pipeline
+    with pipeline.db.session() as session:
+        owned_job(session, user, job_id)
+    job = await run_in_threadpool(cancel_job, pipeline, user, job_id)
+    if wants_json(request) or request.headers.get("x-csrf-token"):
+        return JSONResponse(job_dict(job))
+    flash(request, "info", "Cancelling the separation.")
+    return redirect(f"/tracks/{job.track_id}")
+
+
+@router.get("/events")
+def user_events(request: Request, user: PageUser) -> Response:
+    """All of the signed-in user's job updates (the pages' one live stream)."""
+    return request.app.state.events.user_stream(request, user.id)
+
+
+@router.get("/jobs/{job_id}/events")
+def job_events(request: Request, session: DbSession, user: PageUser, job_id: str) -> Response:
+    owned_job(session, user, job_id)
+    return request.app.state.events.job_stream(request, job_id, user.id)

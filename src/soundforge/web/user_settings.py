@@ -1,0 +1,71 @@
+"""Reading and changing a user's separation defaults (page form and REST API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from soundforge.config import Settings
+from soundforge.db import UserSettings
+from soundforge.db.accounts import set_lalalai_key
+from soundforge.errors import InvalidOptionError
+from soundforge.web import catalog
+
+EDITABLE = ("engine", "demucs_model", "device", "output_format", "lalalai_preview",
+            "lalalai_api_key")
+
+
+def settings_dict(prefs: UserSettings) -> dict[str, Any]:
+    """The user's settings as the API shows them: the key masked, never in clear."""
+    return {
+        "engine": prefs.engine,
+        "demucs_model": prefs.demucs_model,
+        "device": prefs.device or "auto",
+        "output_format": prefs.output_format,
+        "lalalai_preview": bool(prefs.lalalai_preview),
+        "lalalai_key_set": prefs.has_lalalai_key,
+        "lalalai_key_masked": mask_key(prefs.lalalai_key_last4) if prefs.has_lalalai_key else None,
+    }
+
+
+def mask_key(last4: str | None) -> str:
+    return "••••••••" + (last4 or "")
+
+
+def apply_settings_update(settings: Settings, prefs: UserSettings, changes: dict[str, Any]) -> None:
+    """Validate every change first, then apply them all (all or nothing)."""
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown:
+        raise InvalidOptionError(
+            f"Unknown setting(s): {', '.join(unknown)}. Settings: {', '.join(EDITABLE)}."
+        )
+    if "engine" in changes and changes["engine"] not in catalog.ENGINE_LABELS:
+        raise InvalidOptionError(
+            f"Unknown engine {changes['engine']!r}: use {' or '.join(catalog.ENGINE_LABELS)}."
+        )
+    if "demucs_model" in changes and changes["demucs_model"] not in catalog.MODELS:
+        raise InvalidOptionError(
+            f"Unknown model {changes['demucs_model']!r}. "
+            f"Choose one of: {', '.join(catalog.MODELS)}."
+        )
+    if "device" in changes and changes["device"] not in catalog.DEVICES:
+        raise InvalidOptionError(
+            f"Unknown device {changes['device']!r}: use {', '.join(catalog.DEVICES)}."
+        )
+    if "output_format" in changes and changes["output_format"] not in catalog.OUTPUT_FORMATS:
+        raise InvalidOptionError(
+            f"Unknown output format {changes['output_format']!r}: "
+            f"use {', '.join(catalog.OUTPUT_FORMATS)}."
+        )
+    if "lalalai_preview" in changes and not isinstance(changes["lalalai_preview"], bool):
+        raise InvalidOptionError("lalalai_preview must be true or false.")
+    key = changes.get("lalalai_api_key")
+    if key is not None and (not isinstance(key, str) or len(key.strip()) > 200):
+        raise InvalidOptionError("The LALAL.AI key must be text of at most 200 characters.")
+
+    for name in ("engine", "demucs_model", "output_format", "lalalai_preview"):
+        if name in changes:
+            setattr(prefs, name, changes[name])
+    if "device" in changes:
+        prefs.device = None if changes["device"] == "auto" else changes["device"]
+    if "lalalai_api_key" in changes:
+        set_lalalai_key(settings, prefs, changes["lalalai_api_key"])
