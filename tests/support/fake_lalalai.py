@@ -716,8 +716,12 @@ def build_app(fake: FakeLalalai) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
     @app.exception_handler(_ApiError)
-    async def api_error(_request: Request, exc: _ApiError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content=exc.payload)
+    async def api_error(request: Request, exc: _ApiError) -> JSONResponse:
+        payload = dict(exc.payload)
+        key = request.headers.get("x-license-key")
+        if fake.echo_key_in_errors and key and isinstance(payload.get("detail"), str):
+            payload["detail"] += f" (license key {key})"
+        return JSONResponse(status_code=exc.status, content=payload)
 
     def licensed(x_license_key: str | None = Header(default=None)) -> str:
         return fake._authenticate(x_license_key)

@@ -173,7 +173,9 @@ class _LicenseKeyAuth(httpx.Auth):
         self._key = key
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["X-License-Key"] = self._key.get_secret_value()
+        key = self._key.get_secret_value()
+        if key:
+            request.headers["X-License-Key"] = key
         yield request
 
     def __repr__(self) -> str:

@@ -36,9 +36,22 @@ CHECK_WINDOW = 60.0
 IDLE_LINGER = 2.0
 
 
+class _Stamp:
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+
 class RateLimiter:
-    """At most ``limit`` acquisitions in any ``window`` seconds (a sliding log,
-    which unlike a token bucket never allows a burst over the limit)."""
+    """At most ``limit`` requests in any ``window`` seconds (a sliding log,
+    which unlike a token bucket never allows a burst over the limit).
+
+    The provider counts a request when it *arrives*, which is some time after
+    we send it; so a request counts here from when it was sent *until its
+    answer came back* (``acquire()`` then ``done()``): our window then always
+    ends after the provider's does, and network jitter can't push us over.
+    """
 
     def __init__(
         self,
@@ -51,7 +64,7 @@ class RateLimiter:
         self.limit = limit
         self.window = window
         self._clock = clock
-        self._stamps: deque[float] = deque()
+        self._stamps: deque[_Stamp] = deque()
         self._lock = threading.Lock()
 
     def configure(self, limit: int, window: float) -> None:
@@ -65,26 +78,35 @@ class RateLimiter:
             return self._delay_locked(self._clock())
 
     def _delay_locked(self, now: float) -> float:
-        while self._stamps and self._stamps[0] <= now - self.window:
+        while self._stamps and self._stamps[0].at <= now - self.window:
             self._stamps.popleft()
         if len(self._stamps) < self.limit:
             return 0.0
-        return self._stamps[len(self._stamps) - self.limit] + self.window - now
+        # Answers can come back out of order: the slot that frees first is
+        # the one of the (len - limit + 1)-th earliest stamp.
+        times = sorted(stamp.at for stamp in self._stamps)
+        return max(times[len(times) - self.limit] + self.window - now, 1e-3)
 
-    def acquire(self, wait: Callable[[float], bool] | None = None) -> bool:
-        """Take a slot, sleeping until one is free. ``wait(seconds)`` sleeps and
-        returns True to give up (a stop request); the default just sleeps."""
+    def acquire(self, wait: Callable[[float], bool] | None = None) -> _Stamp | None:
+        """Take a slot, sleeping until one is free; call ``done(stamp)`` when
+        the answer is in. ``wait(seconds)`` sleeps and returns True to give up
+        (a stop request), in which case None is returned."""
         while True:
             with self._lock:
                 now = self._clock()
                 delay = self._delay_locked(now)
                 if delay <= 0:
-                    self._stamps.append(now)
-                    return True
+                    stamp = _Stamp(now)
+                    self._stamps.append(stamp)
+                    return stamp
             if wait is None:
                 time.sleep(delay)
             elif wait(delay):
-                return False
+                return None
+
+    def done(self, stamp: _Stamp) -> None:
+        with self._lock:
+            stamp.at = max(stamp.at, self._clock())
 
 
 _limiters: dict[str, RateLimiter] = {}
@@ -237,13 +259,17 @@ class CheckPoller:
                         if not ids:
                             self._thread = None
                             return
-                if not self._limiter.acquire(self._stop.wait):
+                stamp = self._limiter.acquire(self._stop.wait)
+                if stamp is None:
                     break
                 if client is None:
                     client = self._make_client()
                 self.requests += 1
                 try:
-                    statuses = client.check(ids)
+                    try:
+                        statuses = client.check(ids)
+                    finally:
+                        self._limiter.done(stamp)
                 except RateLimitedError:
                     self.rate_limited += 1
                     delay = self._backoff.next(interval)
