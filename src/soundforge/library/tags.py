@@ -128,7 +128,8 @@ def _clean_artwork(data: bytes) -> Artwork | None:
                 return Artwork(data, "image/jpeg" if fmt == "JPEG" else "image/png")
             image.thumbnail((MAX_ART_SIDE, MAX_ART_SIDE))
             out = io.BytesIO()
-            if image.mode in ("RGBA", "LA", "P"):
+            # PNG stays PNG (logos, transparency); anything else becomes a JPEG.
+            if fmt == "PNG" or image.mode in ("RGBA", "LA", "P"):
                 image.save(out, "PNG", optimize=True)
                 return Artwork(out.getvalue(), "image/png")
             image.convert("RGB").save(out, "JPEG", quality=88)

@@ -1,0 +1,200 @@
+"""Fixtures for the pipeline tests: a data directory, users, tracks, worker processes.
+
+Worker processes are the real ``soundforge worker`` command, started in their
+own session (process group) so a test can SIGKILL one and the teardown can
+stop whatever is left, runner processes included. Timings are shortened
+through the same ``SOUNDFORGE_*`` variables a deployment would use; tests wait
+for states with generous limits and never assert how long anything took.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from soundforge.config import Settings
+from soundforge.db.accounts import create_user
+from soundforge.db.models import FINAL_STATUSES, ProcessingJob, Track, User
+from soundforge.jobs import Pipeline
+from soundforge.jobs.state import load_job
+from soundforge.library.tracks import import_track
+from tests.conftest import SOUNDFORGE_BIN
+from tests.support.audio import write_audio
+from tests.support.services import (  # noqa: F401  (fixtures)
+    postgres_server,
+    postgres_url,
+    redis_server,
+    redis_url,
+)
+
+T = TypeVar("T")
+
+FAST_TIMINGS = {
+    "SOUNDFORGE_HEARTBEAT_INTERVAL": "0.5",
+    "SOUNDFORGE_RECONCILE_INTERVAL": "0.5",
+    "SOUNDFORGE_CANCEL_POLL_INTERVAL": "0.2",
+    "SOUNDFORGE_QUEUE_POLL_INTERVAL": "0.1",
+    "SOUNDFORGE_EVENTS_POLL_INTERVAL": "0.1",
+    "SOUNDFORGE_REDISPATCH_AFTER": "2",
+    # The machine is shared: one inference thread per runner.
+    "SOUNDFORGE_THREADS": "1",
+}
+
+
+def wait_for(
+    predicate: Callable[[], T], what: str, timeout: float = 180.0, interval: float = 0.1
+) -> T:
+    """Poll until ``predicate()`` is truthy; fail (saying what) after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def pipeline_env(monkeypatch: pytest.MonkeyPatch, tiny_repo: Path) -> dict[str, str]:
+    monkeypatch.setenv("SOUNDFORGE_MODEL_REPO", str(tiny_repo))
+    for name, value in FAST_TIMINGS.items():
+        monkeypatch.setenv(name, value)
+    return dict(os.environ)
+
+
+@pytest.fixture
+def settings(pipeline_env: dict[str, str]) -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+def pipeline(settings: Settings) -> Iterator[Pipeline]:
+    with Pipeline.open(settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+def user(pipeline: Pipeline) -> User:
+    with pipeline.db.transaction() as session:
+        return create_user(session, "ada@example.com", "correct horse battery")
+
+
+@pytest.fixture
+def make_track(pipeline: Pipeline, user: User, tmp_path: Path) -> Callable[..., Track]:
+    counter = iter(range(10_000))
+
+    def make(seconds: float = 2.0, seed: int | None = None, owner: User | None = None) -> Track:
+        number = next(counter)
+        source = write_audio(
+            tmp_path / f"input-{number}.wav", seconds=seconds,
+            seed=number if seed is None else seed,
+        )
+        return import_track(pipeline, owner or user, source, filename=f"Song {number}.wav")
+
+    return make
+
+
+def job_row(pipeline: Pipeline, job_id: str) -> ProcessingJob | None:
+    return load_job(pipeline, job_id)
+
+
+def wait_final(pipeline: Pipeline, job_id: str, timeout: float = 240.0) -> ProcessingJob:
+    def final() -> ProcessingJob | None:
+        job = load_job(pipeline, job_id)
+        assert job is not None, f"job {job_id} vanished"
+        return job if job.status in FINAL_STATUSES else None
+
+    return wait_for(final, f"job {job_id} to finish", timeout)
+
+
+def wait_status(
+    pipeline: Pipeline, job_id: str, status: str, min_progress: int = 0, timeout: float = 240.0
+) -> ProcessingJob:
+    def reached() -> ProcessingJob | None:
+        job = load_job(pipeline, job_id)
+        if job is not None and job.status == status and job.progress >= min_progress:
+            return job
+        if job is not None and job.status in FINAL_STATUSES and job.status != status:
+            raise AssertionError(f"job ended {job.status}: {job.error_message}")
+        return None
+
+    return wait_for(reached, f"job {job_id} to be {status} at {min_progress} %", timeout)
+
+
+class WorkerProcess:
+    """One ``soundforge worker`` process (and its runner children)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [str(SOUNDFORGE_BIN), "worker", "--concurrency", str(concurrency)],
+            env={**env, "SOUNDFORGE_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the worker process itself (its runner children are on their own)."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM (a graceful stop) and wait for the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.terminate(30)
+        # Whatever is left of the group (a worker that ignored SIGTERM, an orphaned runner).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(
+    pipeline_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    numbers = itertools.count(1)  # next() is atomic: tests may start workers from threads
+
+    def start(concurrency: int = 1, **env: Any) -> WorkerProcess:
+        full_env = {**os.environ, **{key: str(value) for key, value in env.items()}}
+        worker = WorkerProcess(full_env, tmp_path / f"worker-{next(numbers)}.log", concurrency)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def staging_dirs(pipeline: Pipeline) -> list[Path]:
+    stems = pipeline.stems_dir
+    return [p for p in stems.iterdir() if p.name.startswith(".staging-")] if stems.is_dir() else []

@@ -1,0 +1,143 @@
+"""Live events: the database-polling bus and the Redis bus give the same stream."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from soundforge.config import Settings
+from soundforge.jobs import Pipeline, create_separation_job, state
+from soundforge.jobs.events import DatabaseEventBus, RedisEventBus
+from soundforge.library.tracks import delete_track
+
+WORKER = "test-host/boot/1/1.0"
+
+
+def _drive(pipeline: Pipeline, job_id: str) -> None:
+    """What a worker does to a job, without a worker."""
+    time.sleep(0.3)
+    assert state.claim(pipeline, job_id, WORKER) is not None
+    for progress in (10, 20, 30):
+        state.set_progress(pipeline, job_id, WORKER, progress)
+        time.sleep(0.05)
+    state.fail(pipeline, job_id, WORKER, "The engine broke.", "engine_error")
+
+
+def _check_stream(pipeline: Pipeline, user, make_track) -> None:
+    job = create_separation_job(pipeline, user, make_track())
+    driver = threading.Thread(target=_drive, args=(pipeline, job.id))
+    with pipeline.events.subscribe(job_ids=[job.id], user_id=user.id, until_final=True) as sub:
+        driver.start()
+        events = list(sub)
+    driver.join()
+    versions = [event.version for event in events]
+    assert versions == sorted(set(versions)), "no event twice, none out of order"
+    assert events[0].status == "queued"  # the snapshot
+    assert events[-1].status == "failed"
+    assert events[-1].error_message == "The engine broke."
+    assert events[-1].error_code == "engine_error"
+    progress = [event.progress for event in events]
+    assert progress == sorted(progress)
+    assert "running" in {event.status for event in events}
+
+
+def test_database_bus_stream(pipeline, user, make_track):
+    assert isinstance(pipeline.events, DatabaseEventBus)
+    _check_stream(pipeline, user, make_track)
+
+
+@pytest.mark.services
+def test_redis_bus_stream(settings, redis_url, user, make_track):
+    with Pipeline.open(settings.model_copy(update={"queue_url": redis_url})) as redis_pipeline:
+        assert isinstance(redis_pipeline.events, RedisEventBus)
+        _check_stream(redis_pipeline, user, make_track)
+
+
+@pytest.mark.services
+def test_redis_bus_hears_every_ten_percent_step(settings, redis_url, user, make_track):
+    """Pub/sub delivers each step (a poller may merge steps that land between two polls)."""
+    with Pipeline.open(settings.model_copy(update={"queue_url": redis_url})) as redis_pipeline:
+        job = create_separation_job(redis_pipeline, user, make_track())
+        with redis_pipeline.events.subscribe(job_ids=[job.id], until_final=True) as sub:
+            state.claim(redis_pipeline, job.id, WORKER)
+            for progress in range(10, 100, 10):
+                state.set_progress(redis_pipeline, job.id, WORKER, progress)
+            state.cancelled(redis_pipeline, job.id, WORKER)
+            events = list(sub)
+    assert [e.progress for e in events if e.status == "running"] == list(range(0, 100, 10))
+    assert events[-1].status == "cancelled"
+
+
+def _check_deleted(pipeline: Pipeline, user, make_track) -> None:
+    track = make_track()
+    job = create_separation_job(pipeline, user, track)
+    with pipeline.events.subscribe(job_ids=[job.id], until_final=True) as sub:
+        first = sub.get(timeout=10)
+        assert first is not None and first.status == "queued"
+        delete_track(pipeline, user, track.id)
+        gone = sub.get(timeout=10)
+    assert gone is not None and gone.status == "deleted" and gone.job_id == job.id
+
+
+def test_deleted_job_ends_a_database_subscription(pipeline, user, make_track):
+    _check_deleted(pipeline, user, make_track)
+
+
+@pytest.mark.services
+def test_deleted_job_ends_a_redis_subscription(settings, redis_url, user, make_track):
+    with Pipeline.open(settings.model_copy(update={"queue_url": redis_url})) as redis_pipeline:
+        _check_deleted(redis_pipeline, user, make_track)
+
+
+def _check_user_stream(pipeline: Pipeline, user, make_track) -> None:
+    """A dashboard subscription sees jobs created after it started, and only its user's."""
+    from soundforge.db.accounts import create_user
+
+    with pipeline.db.transaction() as session:
+        other = create_user(session, "eve@example.com", "another secret")
+
+    async def follow() -> list:
+        seen = []
+        async with pipeline.events.asubscribe(user_id=user.id) as sub:
+            await asyncio.to_thread(create_separation_job, pipeline, other, make_track(owner=other))
+            job = await asyncio.to_thread(create_separation_job, pipeline, user, make_track())
+            await asyncio.to_thread(state.cancel_queued, pipeline, job.id)
+            while not seen or seen[-1].status != "cancelled":
+                event = await sub.get(timeout=10)
+                assert event is not None, "no event within 10 s"
+                seen.append(event)
+        return seen
+
+    events = asyncio.run(follow())
+    assert {event.user_id for event in events} == {user.id}
+    assert [event.status for event in events][-1] == "cancelled"
+
+
+def test_user_stream_database(pipeline, user, make_track):
+    _check_user_stream(pipeline, user, make_track)
+
+
+@pytest.mark.services
+def test_user_stream_redis(settings, redis_url, user, make_track):
+    with Pipeline.open(settings.model_copy(update={"queue_url": redis_url})) as redis_pipeline:
+        _check_user_stream(redis_pipeline, user, make_track)
+
+
+def test_other_users_job_looks_deleted(pipeline, user, make_track):
+    job = create_separation_job(pipeline, user, make_track())
+    with pipeline.events.subscribe(job_ids=[job.id], user_id=user.id + 1) as sub:
+        event = sub.get(timeout=5)
+    assert event is not None and event.status == "deleted"
+
+
+def test_subscription_arguments_are_checked(tmp_path):
+    from soundforge.db import Database
+
+    bus = DatabaseEventBus(Database(Settings(data_dir=tmp_path)))
+    with pytest.raises(ValueError):
+        bus.subscribe()
+    with pytest.raises(ValueError):
+        bus.subscribe(user_id=1, until_final=True)
