@@ -29,6 +29,7 @@ from soundforge.jobs.state import load_job
 from soundforge.library.tracks import import_track
 from tests.conftest import SOUNDFORGE_BIN
 from tests.support.audio import write_audio
+from tests.support.fake_lalalai import fake_lalalai, fake_lalalai_server  # noqa: F401
 from tests.support.services import (  # noqa: F401  (fixtures)
     postgres_server,
     postgres_url,

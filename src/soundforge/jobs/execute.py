@@ -193,7 +193,18 @@ def _run_claimed(
     if token.cancelled:
         remove_tree(destination)
         return _after_cancel(pipeline, job_id, worker_id, monitor, on_requeue)
-    return _complete(pipeline, job_id, worker_id, stems, options.format, destination)
+    return _complete(
+        pipeline, job_id, worker_id, stems, options.format, destination, _provider_tasks(engine)
+    )
+
+
+def _provider_tasks(engine: object) -> list[str]:
+    """The provider's task ids of the run that just finished (LALAL.AI), else none."""
+    result = getattr(engine, "last_result", None)
+    if getattr(engine, "name", "") != "lalalai" or not isinstance(result, dict):
+        return []
+    tasks = result.get("tasks")
+    return [str(task_id) for task_id in tasks] if isinstance(tasks, dict) else []
 
 
 def _after_cancel(
@@ -253,6 +264,7 @@ def _complete(
     stems: dict[str, Path],
     fmt: str,
     destination: Path,
+    provider_task_ids: list[str],
 ) -> str | None:
     try:
         with pipeline.db.session() as session:
@@ -279,6 +291,7 @@ def _complete(
                     "worker_id": None,
                     "error_message": None,
                     "error_code": None,
+                    **({"provider_task_ids": provider_task_ids} if provider_task_ids else {}),
                 },
             )
             if event is not None:
