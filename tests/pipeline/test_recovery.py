@@ -1,0 +1,97 @@
+"""Recovery rules, checked directly on job rows (the process-level cases are in
+test_worker.py): who counts as dead, and what happens to their jobs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from soundforge.db.base import utcnow
+from soundforge.db.models import ProcessingJob
+from soundforge.jobs import create_separation_job
+from soundforge.jobs.recovery import (
+    boot_id,
+    find_orphans,
+    local_worker_alive,
+    make_worker_id,
+    recover,
+)
+from soundforge.jobs.state import claim, load_job
+
+
+def _dead_local_worker_id() -> str:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    worker_id = make_worker_id(proc.pid)
+    proc.wait()
+    return worker_id
+
+
+def _running_as(pipeline, job_id: str, worker_id: str, heartbeat_age: float = 0.0) -> None:
+    assert claim(pipeline, job_id, worker_id) is not None
+    with pipeline.db.transaction() as session:
+        session.execute(
+            update(ProcessingJob)
+            .where(ProcessingJob.id == job_id)
+            .values(heartbeat_at=utcnow() - timedelta(seconds=heartbeat_age))
+        )
+
+
+def test_worker_ids_tell_live_dead_and_remote_workers_apart():
+    assert local_worker_alive(make_worker_id()) is True
+    assert local_worker_alive(_dead_local_worker_id()) is False
+    # Same pid, another process start time: the pid was reused, the worker is dead.
+    host, boot, pid, _ = make_worker_id().rsplit("/", 3)
+    assert local_worker_alive(f"{host}/{boot}/{pid}/12345.00") is False
+    assert local_worker_alive(f"{host}/{'0' * len(boot_id())}/{pid}/1.00") is None  # rebooted
+    assert local_worker_alive(f"elsewhere/{boot}/{pid}/1.00") is None
+
+
+def test_remote_worker_is_dead_only_after_the_heartbeat_timeout(pipeline, user, make_track):
+    pipeline.config.orphan_timeout = 60
+    fresh = create_separation_job(pipeline, user, make_track())
+    stale = create_separation_job(pipeline, user, make_track())
+    _running_as(pipeline, fresh.id, "gpu-node-7/abc/42/1.00", heartbeat_age=5)
+    _running_as(pipeline, stale.id, "gpu-node-8/abc/42/1.00", heartbeat_age=120)
+
+    assert [orphan.job_id for orphan in find_orphans(pipeline)] == [stale.id]
+    done = recover(pipeline)
+    assert done["requeued"] == [stale.id]
+    assert load_job(pipeline, fresh.id).status == "running"
+    requeued = load_job(pipeline, stale.id)
+    assert requeued.status == "queued" and requeued.worker_id is None
+    assert requeued.progress == 0 and requeued.attempts == 1
+    assert stale.id in pipeline.queue.pending_job_ids()
+
+
+def test_cancel_requested_orphan_ends_cancelled(pipeline, user, make_track):
+    job = create_separation_job(pipeline, user, make_track())
+    _running_as(pipeline, job.id, _dead_local_worker_id())
+    with pipeline.db.transaction() as session:
+        session.execute(
+            update(ProcessingJob).where(ProcessingJob.id == job.id).values(cancel_requested=True)
+        )
+    assert recover(pipeline)["cancelled"] == [job.id]
+    assert load_job(pipeline, job.id).status == "cancelled"
+
+
+def test_two_reconcilers_act_once(pipeline, user, make_track):
+    """Every worker sweeps; only one of them may requeue a given orphan."""
+    job = create_separation_job(pipeline, user, make_track())
+    pipeline.queue.flush()
+    _running_as(pipeline, job.id, _dead_local_worker_id())
+    orphans = find_orphans(pipeline)
+    from soundforge.jobs.recovery import recover_orphan
+
+    results = [recover_orphan(pipeline, orphan) for orphan in orphans * 2]
+    assert results == ["queued", None]
+    assert pipeline.queue.pending_count() == 1
+
+
+def test_claim_is_exclusive(pipeline, user, make_track):
+    job = create_separation_job(pipeline, user, make_track())
+    assert claim(pipeline, job.id, "a/b/1/1.0") is not None
+    assert claim(pipeline, job.id, "a/b/2/1.0") is None
+    assert load_job(pipeline, job.id).worker_id == "a/b/1/1.0"
