@@ -14,14 +14,19 @@ from soundforge.db.migrate import upgrade_database
 from soundforge.jobs.pipeline import Pipeline
 from soundforge.web import create_app
 from tests.support.audio import write_audio
+from tests.support.fake_lalalai import FakeLalalai, fake_lalalai, fake_lalalai_server
 from tests.web.helpers import signup
+
+__all__ = ["fake_lalalai", "fake_lalalai_server"]  # fixtures used by this package
 
 MAX_UPLOAD_MB = 2
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", max_upload_mb=MAX_UPLOAD_MB)
+def settings(tmp_path: Path, fake_lalalai: FakeLalalai) -> Settings:
+    # LALAL.AI calls go to the fake server (the real one is never reachable).
+    return Settings(data_dir=tmp_path / "data", max_upload_mb=MAX_UPLOAD_MB,
+                    lalalai_url=fake_lalalai.url)
 
 
 @pytest.fixture

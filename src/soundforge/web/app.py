@@ -68,7 +68,8 @@ def create_app(
         version=__version__,
         description=API_DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        # /docs is our own page (routers/docs.py): the stock one needs a CDN.
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
         openapi_tags=[
@@ -103,7 +104,16 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
-    from soundforge.web.routers import api, auth, files, lalalai, library, settings_page, tracks
+    from soundforge.web.routers import (
+        api,
+        auth,
+        docs,
+        files,
+        lalalai,
+        library,
+        settings_page,
+        tracks,
+    )
 
     app.include_router(auth.router)
     app.include_router(library.router)
@@ -112,4 +122,5 @@ def create_app(
     app.include_router(files.router)
     app.include_router(lalalai.router)
     app.include_router(api.router)
+    app.include_router(docs.router)
     return app

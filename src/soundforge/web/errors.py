@@ -128,7 +128,9 @@ def _render(request: Request, status: int, code: str, message: str,
     return templates.TemplateResponse(
         request,
         "error.html",
-        {"status": status, "code": code, "message": message},
+        # The error page does not look the user up again (the error may be
+        # about exactly that): it shows the signed-out header.
+        {"status": status, "code": code, "message": message, "user": None, "flashes": []},
         status_code=status,
         headers=headers,
     )

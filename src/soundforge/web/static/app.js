@@ -362,7 +362,9 @@
     document.addEventListener("soundforge:job-completed", async (event) => {
       const job = event.detail;
       const card = list.querySelector(`[data-job-card="${job.id}"]`);
-      if (!card || card.dataset.loaded === "1") return;
+      // A card rendered finished already has its player; the stream may still
+      // report the job's last change (it replays recent updates on connect).
+      if (!card || card.dataset.loaded === "1" || card.querySelector("[data-player]")) return;
       card.dataset.loaded = "1";
       const response = await fetch(`${list.dataset.fragmentBase}/${job.id}`, { credentials: "same-origin" });
       if (!response.ok) return;
