@@ -304,6 +304,8 @@ class LalalaiEngine:
                     run, watch, staging, scratch, options, info, upload_name,
                     options.preview, cancel, progress,
                 )
+                # A cancel that came in during the last download still wins.
+                cancel.raise_if_cancelled()
                 moved = staging.commit()
             except BaseException as exc:
                 self._cancel_unfinished(client, run)
