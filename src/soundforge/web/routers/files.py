@@ -82,7 +82,8 @@ def export_stem(request: Request, session: DbSession, user: ApiUser, stem_id: in
     return FileResponse(
         path,
         media_type=MEDIA_TYPES.get(stem.format, "application/octet-stream"),
-        filename=stem_download_name(track, stem),
+        # Both forms: a plain name for old clients, the UTF-8 one for the rest.
+        headers={"Content-Disposition": _attachment(stem_download_name(track, stem))},
     )
 
 

@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from soundforge.errors import SoundForgeError
 from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
+from soundforge.web import catalog
 from soundforge.web.access import owned_job, owned_track
 from soundforge.web.deps import Csrf, DbSession, PageUser
 from soundforge.web.errors import NotFound, status_for, wants_json
@@ -70,8 +71,11 @@ async def separate(request: Request, user: PageUser, track_id: str) -> Response:
             track = owned_track(session, user, track_id)
             context = {"track": track, "error": exc.message}
             context.update(separate_form_context(session, user, pipeline.settings))
+            # Keep the user's choices, except the ones that cannot be shown.
+            known = {"engine": catalog.ENGINE_LABELS, "model": catalog.MODELS,
+                     "format": catalog.OUTPUT_FORMATS}
             context["form_values"].update(
-                {k: v for k, v in options.items() if k in ("engine", "model", "format")}
+                {k: v for k, v in options.items() if k in known and v in known[k]}
             )
             context["form_values"]["stems"] = options.get("stems")
             return render(request, "separate.html", context, user=user,

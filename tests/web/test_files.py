@@ -1,0 +1,114 @@
+"""Stem files and exports: the seed's routes, path traversal, streamed ZIPs."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from soundforge.web.zipstream import CHUNK, stream_zip
+from tests.web.conftest import User
+from tests.web.helpers import completed_job, upload
+
+
+@pytest.fixture
+def job(alice: User, pipeline, wav: Path) -> tuple[str, str]:
+    track = upload(alice.client, alice.csrf, wav)["id"]
+    return track, completed_job(pipeline, track, ("vocals", "drums", "bass"))
+
+
+def test_stem_file_is_served_with_range_support(alice: User, pipeline, job) -> None:
+    _, job_id = job
+    on_disk = (pipeline.uploads_dir / "stems" / job_id / "vocals.wav").read_bytes()
+    response = alice.client.get(f"/files/stems/{job_id}/vocals.wav")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "audio/wav"
+    assert response.content == on_disk
+    part = alice.client.get(f"/files/stems/{job_id}/vocals.wav", headers={"Range": "bytes=4-11"})
+    assert part.status_code == 206 and part.content == on_disk[4:12]
+    assert alice.client.get(f"/files/stems/{job_id}/piano.wav").status_code == 404
+
+
+@pytest.mark.parametrize("name", [
+    "..%2F..%2Fsoundforge.db",
+    "%2e%2e%2f%2e%2e%2fsecret_key",
+    "..%252F..%252Fsecret_key",
+    "..%5C..%5Csecret_key",
+    "%2e%2e",
+    "vocals.wav%00.txt",
+    "....%2F%2F....%2F%2Fsecret_key",
+])
+def test_path_traversal_is_impossible(alice: User, pipeline, job, name: str) -> None:
+    _, job_id = job
+    secret = (Path(pipeline.settings.data_dir) / "secret_key").read_text().strip()
+    for url in (f"/files/stems/{job_id}/{name}", f"/files/stems/{name}/vocals.wav",
+                f"/files/stems/{job_id}/../../secret_key", f"/files/{name}"):
+        response = alice.client.get(url)
+        assert response.status_code == 404, url
+        assert secret not in response.text
+        assert b"SQLite format" not in response.content
+
+
+def test_export_one_stem_as_download(alice: User, pipeline, job) -> None:
+    _, job_id = job
+    stem = alice.client.get(f"/api/jobs/{job_id}/stems").json()["stems"][1]
+    response = alice.client.get(stem["download_url"])
+    assert response.status_code == 200
+    assert 'filename="My Song - drums.wav"' in response.headers["content-disposition"]
+    assert response.content == (pipeline.uploads_dir / stem["file_path"]).read_bytes()
+
+
+def test_export_all_stems_as_streamed_zip(alice: User, pipeline, job) -> None:
+    track, job_id = job
+    second = completed_job(pipeline, track, ("vocals",))
+    with alice.client.stream("GET", f"/export/stems/{track}") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/zip"
+        # Streamed: the length is not known up front.
+        assert "content-length" not in response.headers
+        data = b"".join(response.iter_bytes())
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        names = archive.namelist()
+        assert len(names) == 4
+        assert all(name.startswith("My Song/local-htdemucs-") for name in names)
+        for name in names:
+            job_folder = job_id if name.endswith(("drums.wav", "bass.wav")) else None
+            stem = Path(name).name
+            candidates = [job_folder] if job_folder else [job_id, second]
+            assert any(
+                archive.read(name) == (pipeline.uploads_dir / "stems" / c / stem).read_bytes()
+                for c in candidates
+            )
+
+
+def test_export_without_stems_is_404(alice: User, wav: Path) -> None:
+    track = upload(alice.client, alice.csrf, wav)["id"]
+    response = alice.client.get(f"/export/stems/{track}", headers={"Accept": "application/json"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_zip_stream_memory_stays_flat(tmp_path: Path) -> None:
+    """A 24 MB export never holds more than about one chunk at a time."""
+    big = tmp_path / "big.wav"
+    with open(big, "wb") as handle:
+        for index in range(24):
+            handle.write(bytes([index]) * (1 << 20))
+    small = tmp_path / "small.wav"
+    small.write_bytes(b"tiny")
+    pieces = []
+    total = 0
+    for piece in stream_zip([("a/big.wav", big), ("a/small.wav", small)]):
+        pieces.append(len(piece))
+        total += len(piece)
+    assert max(pieces) <= CHUNK + 4096
+    assert len(pieces) > 24 * (1 << 20) // CHUNK
+    # And the whole is a valid archive with the exact bytes.
+    data = b"".join(stream_zip([("a/big.wav", big), ("a/small.wav", small)]))
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.read("a/small.wav") == b"tiny"
+        assert archive.getinfo("a/big.wav").file_size == 24 << 20
+    assert total == len(data)
