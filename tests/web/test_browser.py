@@ -248,6 +248,11 @@ def test_newcomer_journey(server: str, browser, tmp_path: Path) -> None:
     assert page.locator("input[name=engine][value=lalalai]").is_checked()
     shot(page, "separate-page")
 
+    page.click("nav.nav >> text=API")
+    page.wait_for_url(server + "/docs")
+    assert page.locator("code:has-text('/api/tracks/{track_id}/separations')").count() >= 1
+    shot(page, "api-docs")
+
     assert errors == [], f"JavaScript errors: {errors}"
     context.close()
 

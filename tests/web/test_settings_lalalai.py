@@ -1,0 +1,128 @@
+"""Settings (Demucs, Cloud Separation) and the seed's LALAL.AI routes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from soundforge.db import UserSettings
+from tests.support.fake_lalalai import FakeLalalai
+from tests.web.conftest import User
+from tests.web.helpers import upload
+
+
+def test_demucs_section_saves_and_validates(alice: User) -> None:
+    response = alice.client.post("/settings/demucs", data={
+        "csrf_token": alice.csrf, "demucs_model": "mdx_extra", "device": "cpu",
+        "output_format": "flac"}, follow_redirects=False)
+    assert response.status_code == 303
+    page = alice.client.get("/settings").text
+    assert "Demucs settings saved." in page
+    assert '<option value="mdx_extra" selected>' in page
+    assert '<option value="cpu" selected>' in page
+    assert alice.client.get("/api/settings").json() == {
+        "engine": "local", "demucs_model": "mdx_extra", "device": "cpu",
+        "output_format": "flac", "lalalai_preview": True, "lalalai_key_set": False,
+        "lalalai_key_masked": None,
+    }
+    bad = alice.client.post("/settings/demucs", data={
+        "csrf_token": alice.csrf, "demucs_model": "htdemucs_xl", "device": "cpu",
+        "output_format": "wav"})
+    assert bad.status_code == 422 and "Unknown model" in bad.text
+    bad_device = alice.client.post("/settings/demucs", data={
+        "csrf_token": alice.csrf, "demucs_model": "htdemucs", "device": "tpu",
+        "output_format": "wav"})
+    assert bad_device.status_code == 422 and "Unknown device" in bad_device.text
+    assert alice.client.get("/api/settings").json()["demucs_model"] == "mdx_extra"
+
+
+def test_cloud_section_key_is_encrypted_and_masked(alice: User, pipeline) -> None:
+    key = "lalal-secret-key-9876"
+    response = alice.client.post("/settings/cloud", data={
+        "csrf_token": alice.csrf, "engine": "lalalai", "lalalai_api_key": key,
+        "lalalai_preview": "1"}, follow_redirects=False)
+    assert response.status_code == 303
+    page = alice.client.get("/settings").text
+    assert key not in page and "••••••••9876" in page
+    api = alice.client.get("/api/settings").json()
+    assert api["engine"] == "lalalai" and api["lalalai_key_masked"] == "••••••••9876"
+    assert key not in str(api)
+    with pipeline.db.session() as session:
+        row = session.scalar(select(UserSettings))
+        assert row.lalalai_key_encrypted and key not in row.lalalai_key_encrypted
+    # A blank field keeps the key; the remove box forgets it.
+    alice.client.post("/settings/cloud", data={"csrf_token": alice.csrf, "engine": "local",
+                                               "lalalai_api_key": ""})
+    assert alice.client.get("/api/settings").json()["lalalai_key_set"] is True
+    alice.client.post("/settings/cloud", data={"csrf_token": alice.csrf, "engine": "local",
+                                               "remove_key": "1"})
+    after = alice.client.get("/api/settings").json()
+    assert after["lalalai_key_set"] is False and after["lalalai_preview"] is False
+    bad = alice.client.post("/settings/cloud", data={"csrf_token": alice.csrf,
+                                                     "engine": "quantum"})
+    assert bad.status_code == 422 and "Unknown engine" in bad.text
+
+
+def test_settings_api_validates(alice: User) -> None:
+    for body, code in (({"engine": "quantum"}, "invalid_option"),
+                       ({"demucs_model": "nope"}, "invalid_option"),
+                       ({"output_format": "ogg"}, "invalid_option"),
+                       ({"shoe_size": 44}, "invalid_request")):
+        response = alice.client.patch("/api/settings", json=body, headers=alice.headers())
+        assert response.status_code == 422, body
+        assert response.json()["error"]["code"] == code
+    ok = alice.client.patch("/api/settings", json={"device": "auto", "engine": "lalalai"},
+                            headers=alice.headers())
+    assert ok.status_code == 200 and ok.json()["engine"] == "lalalai"
+
+
+def test_quota_and_test_key(alice: User, fake_lalalai: FakeLalalai) -> None:
+    none = alice.client.get("/api/lalalai/quota")
+    assert none.status_code == 422 and none.json()["error"]["code"] == "auth_error"
+    wrong = alice.client.post("/api/lalalai/test-key", json={"key": "not-a-valid-key"},
+                              headers=alice.headers())
+    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "auth_error"
+    fake_lalalai.set_minutes(75.0)
+    tested = alice.client.post("/api/lalalai/test-key", json={"key": fake_lalalai.key},
+                               headers=alice.headers())
+    assert tested.status_code == 200 and tested.json()["remaining_minutes"] == 75.0
+    alice.client.patch("/api/settings", json={"lalalai_api_key": fake_lalalai.key},
+                       headers=alice.headers())
+    quota = alice.client.get("/api/lalalai/quota").json()
+    assert set(quota) == {"quota_minutes", "used_minutes", "remaining_minutes"}
+    assert quota["remaining_minutes"] == 75.0
+    assert quota["quota_minutes"] == quota["used_minutes"] + quota["remaining_minutes"]
+    saved = alice.client.post("/api/lalalai/test-key", headers=alice.headers())
+    assert saved.status_code == 200
+
+
+def test_cancel_and_cancel_all(alice: User, bob: User, fake_lalalai: FakeLalalai,
+                               wav: Path, tmp_path: Path) -> None:
+    alice.client.patch("/api/settings", json={"lalalai_api_key": fake_lalalai.key},
+                       headers=alice.headers())
+    track = upload(alice.client, alice.csrf, wav)["id"]
+    headers = alice.headers()
+    nothing = alice.client.post("/api/lalalai/cancel", headers=headers)
+    assert nothing.status_code == 404
+    local = alice.client.post(f"/api/tracks/{track}/separations", headers=headers).json()
+    refused = alice.client.post("/api/lalalai/cancel", json={"job_id": local["id"]},
+                                headers=headers)
+    assert refused.status_code == 422
+    jobs = [alice.client.post(f"/api/tracks/{track}/separations",
+                              json={"engine": "lalalai", "stems": [stem]},
+                              headers=headers).json()["id"] for stem in ("vocals", "drums", "bass")]
+    one = alice.client.post("/api/lalalai/cancel", json={"job_id": jobs[0]}, headers=headers)
+    assert one.status_code == 200 and one.json()["job_ids"] == [jobs[0]]
+    assert alice.client.get(f"/api/jobs/{jobs[0]}").json()["status"] == "cancelled"
+    latest = alice.client.post("/api/lalalai/cancel", headers=headers)
+    assert latest.json()["job_ids"] == [jobs[2]]
+    # Bob's cancel-all touches nothing of Alice's.
+    assert bob.client.post("/api/lalalai/cancel-all", headers=bob.headers()).json()[
+        "cancelled"] == 0
+    assert alice.client.get(f"/api/jobs/{jobs[1]}").json()["status"] == "queued"
+    everything = alice.client.post("/api/lalalai/cancel-all", headers=headers).json()
+    assert everything["job_ids"] == [jobs[1]]
+    assert alice.client.get(f"/api/jobs/{jobs[1]}").json()["status"] == "cancelled"
+    # The local job is not LALAL.AI work: it stays.
+    assert alice.client.get(f"/api/jobs/{local['id']}").json()["status"] == "queued"
