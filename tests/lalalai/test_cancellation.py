@@ -143,17 +143,22 @@ def test_cancel_before_start_sends_nothing(
 
 
 def test_cancel_during_upload_keeps_nothing(
-    engine: LalalaiEngine, fake: FakeLalalai, song: Path, tmp_path: Path
+    engine: LalalaiEngine, fake: FakeLalalai, long_song: Path, tmp_path: Path
 ) -> None:
+    # long_song is more than one upload chunk: cancel once the first is sent.
+    assert long_song.stat().st_size > 1 << 20
     token = CancelToken()
+    seen: list[int] = []
 
-    def cancel_once_the_quota_is_checked(percent: int) -> None:
-        if percent >= 2:  # the upload starts right after this
+    def cancel_mid_upload(percent: int) -> None:
+        seen.append(percent)
+        if 2 < percent < 9:
             token.cancel()
 
     with pytest.raises(CancelledError):
-        engine.separate(song, SeparationOptions(stems=("bass",)),
-                        cancel_once_the_quota_is_checked, token, tmp_path / "o")
+        engine.separate(long_song, SeparationOptions(stems=("bass",)),
+                        cancel_mid_upload, token, tmp_path / "o")
+    assert max(seen) < 9
     assert not fake.sources and not fake.tasks
     assert listing(tmp_path / "o") == set()
 

@@ -116,6 +116,7 @@ class _Run:
     task_progress: dict[str, float] = field(default_factory=dict)
     written: dict[str, str] = field(default_factory=dict)  # stem → file name in staging
     notes: list[str] = field(default_factory=list)
+    source_seconds: int = 0  # the provider's length of the upload
 
     def overall(self) -> float:
         if not self.task_progress:
@@ -289,6 +290,7 @@ class LalalaiEngine:
                     cancel=cancel,
                 )
                 source_id = source.id
+                run.source_seconds = source.duration or billable_seconds(seconds)
                 for task in tasks:
                     cancel.raise_if_cancelled()
                     task_id = self._start(client, source.id, task, options)
@@ -456,7 +458,7 @@ class LalalaiEngine:
             reason = scrub(status.error or "unknown task", key)
             raise ProviderError(f"LALAL.AI lost track of the {task.description} task: {reason}")
 
-        self._record_usage(task_id, task, status, upload_name, preview)
+        self._record_usage(run, task_id, task, status, upload_name, preview)
         tracks = {track.label: track for track in status.tracks}
         got = {name for label, name in task.outputs.items() if label in tracks}
         missing = sorted(required_outputs(task) - got)
@@ -468,6 +470,11 @@ class LalalaiEngine:
         out_rate = options.sample_rate or info.sample_rate
         out_channels = output_channels(info.channels)
         outputs = [(label, name) for label, name in task.outputs.items() if label in tracks]
+        if not outputs:
+            raise ProviderError(
+                f"LALAL.AI finished the {task.description} task but sent none of its tracks. "
+                "Try again."
+            )
         frames: int | None = None
         for index, (label, name) in enumerate(outputs):
             cancel.raise_if_cancelled()
@@ -496,11 +503,18 @@ class LalalaiEngine:
         run.task_progress[task_id] = 1.0
 
     def _record_usage(
-        self, task_id: str, task: PlannedTask, status: TaskStatus, name: str, preview: bool
+        self,
+        run: _Run,
+        task_id: str,
+        task: PlannedTask,
+        status: TaskStatus,
+        name: str,
+        preview: bool,
     ) -> None:
         if self._key is None:
             return
-        seconds = status.duration or 0
+        # What the provider charged: its length of the file × the task's stems.
+        seconds = status.duration or run.source_seconds
         try:
             self.ledger.record(
                 UsageEntry(

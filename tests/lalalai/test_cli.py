@@ -1,0 +1,118 @@
+"""``soundforge separate --engine lalalai`` as a user runs it: a subprocess
+pointed at the fake server through SOUNDFORGE_LALALAI_URL and LALALAI_API_KEY."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import soundfile as sf
+
+from soundforge.stems import LALALAI_STEMS
+from tests.conftest import SOUNDFORGE_BIN
+from tests.support.fake_lalalai import FakeLalalai
+
+
+def soundforge(fake: FakeLalalai, *args: str, key: str | None = None,
+               **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, **fake.env(key), "SOUNDFORGE_LALALAI_POLL_INTERVAL": "0.02",
+                   **env}
+    return subprocess.run(
+        [str(SOUNDFORGE_BIN), "separate", "--engine", "lalalai", *args],
+        capture_output=True, text=True, env=environment, timeout=120, check=False,
+    )
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_every_stem_type_with_progress(fake: FakeLalalai, song: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = soundforge(fake, str(song), "-o", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    messages = json_lines(done.stdout)
+    percents = [m["percent"] for m in messages if m["type"] == "progress"]
+    assert percents[0] == 0 and percents[-1] == 100 and percents == sorted(percents)
+    assert len(percents) > 5
+    (result,) = [m for m in messages if m["type"] == "result"]
+    expected = {*LALALAI_STEMS, "rest", "no_synth", "no_strings", "no_wind", "lead_vocals",
+                "no_vocals", "no_lead_vocals"}
+    assert set(result["stems"]) == expected
+    folder = out / "song"
+    assert {path.name for path in folder.iterdir()} == {f"{name}.wav" for name in expected}
+    assert sf.info(folder / "synth.wav").frames == 3 * 44100
+    assert all(source.deleted for source in fake.sources.values())
+    assert len(fake.tasks) == 5
+
+
+def test_chosen_stems_and_format(fake: FakeLalalai, song: Path, tmp_path: Path) -> None:
+    done = soundforge(fake, str(song), "-o", str(tmp_path / "out"),
+                      "--stems", "vocals,synth", "--format", "flac")
+    assert done.returncode == 0, done.stderr
+    names = {path.name for path in (tmp_path / "out" / "song").iterdir()}
+    assert names == {"vocals.flac", "no_vocals.flac", "synth.flac", "no_synth.flac"}
+    assert "4 stems" in done.stdout
+
+
+def test_preview(fake: FakeLalalai, long_song: Path, tmp_path: Path) -> None:
+    done = soundforge(fake, str(long_song), "-o", str(tmp_path / "out"), "--stems", "bass",
+                      "--preview", "--format", "mp3")
+    assert done.returncode == 0, done.stderr
+    (source,) = fake.sources.values()
+    assert source.duration == 60
+    assert fake.minutes_left() == 999.0
+    info = sf.info(tmp_path / "out" / "long song" / "bass.mp3")
+    assert abs(info.duration - 60) < 0.2
+
+
+def test_wrong_key_is_a_clear_error_without_the_key(
+    fake: FakeLalalai, song: Path, tmp_path: Path
+) -> None:
+    done = soundforge(fake, str(song), "-o", str(tmp_path / "out"), key="wrong-key-987654321")
+    assert done.returncode == 1
+    assert "refused the license key" in done.stderr
+    assert "wrong-key-987654321" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_not_enough_minutes(fake: FakeLalalai, song: Path, tmp_path: Path) -> None:
+    fake.set_minutes(0.05)
+    done = soundforge(fake, str(song), "-o", str(tmp_path / "out"), "--stems", "vocals,drums",
+                      "--json")
+    assert done.returncode == 1
+    (error,) = [m for m in json_lines(done.stdout) if m["type"] == "error"]
+    assert error["code"] == "quota_exceeded"
+    assert "needs 0.1 minutes" in error["message"]
+    assert fake.calls["upload"] == 0
+    assert not (tmp_path / "out" / "song").exists()
+
+
+def test_task_failure_reports_the_providers_words(
+    fake: FakeLalalai, song: Path, tmp_path: Path
+) -> None:
+    fake.fail_tasks("piano", detail="No piano detected in the uploaded file")
+    done = soundforge(fake, str(song), "-o", str(tmp_path / "out"), "--stems", "piano", "--json")
+    assert done.returncode == 1
+    (error,) = [m for m in json_lines(done.stdout) if m["type"] == "error"]
+    assert error["code"] == "provider_task_failed"
+    assert error["message"] == (
+        "LALAL.AI could not extract piano: No piano detected in the uploaded file"
+    )
+
+
+def test_no_key_says_how_to_set_one(fake: FakeLalalai, song: Path, tmp_path: Path) -> None:
+    done = soundforge(fake, str(song), "-o", str(tmp_path / "out"), LALALAI_API_KEY="")
+    assert done.returncode != 0
+    assert "LALALAI_API_KEY" in done.stderr and "SYSTEM_LALALAI_ACTIVATION_KEY" in done.stderr
+    assert sum(fake.calls.values()) == 0
+
+
+def test_bad_option_is_a_usage_error(fake: FakeLalalai, song: Path, tmp_path: Path) -> None:
+    done = soundforge(fake, str(song), "-o", str(tmp_path / "out"), "--stems", "synth",
+                      "--splitter", "perseus")
+    assert done.returncode == 2
+    assert "phoenix" in done.stderr
+    assert sum(fake.calls.values()) == 0
