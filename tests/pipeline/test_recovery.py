@@ -95,3 +95,35 @@ def test_claim_is_exclusive(pipeline, user, make_track):
     assert claim(pipeline, job.id, "a/b/1/1.0") is not None
     assert claim(pipeline, job.id, "a/b/2/1.0") is None
     assert load_job(pipeline, job.id).worker_id == "a/b/1/1.0"
+
+
+def test_worker_that_lost_its_job_stops_and_leaves_the_new_runs_files_alone(
+    pipeline, user, make_track
+):
+    """A worker whose heartbeats were late while another machine's reconciler
+    gave its job to a new run must stop, and must not touch the new run's files."""
+    from soundforge.jobs.worker import start_embedded_worker
+    from tests.pipeline.conftest import wait_for, wait_status
+    from tests.pipeline.test_worker import LONG
+
+    worker = start_embedded_worker(pipeline.settings, 1)
+    try:
+        job = create_separation_job(pipeline, user, make_track(seconds=LONG), {"stems": "vocals"})
+        wait_status(pipeline, job.id, "running", min_progress=10)
+        new_owner = "gpu-node-9/abc/77/1.00"
+        with pipeline.db.transaction() as session:
+            session.execute(
+                update(ProcessingJob)
+                .where(ProcessingJob.id == job.id)
+                .values(worker_id=new_owner, heartbeat_at=utcnow())
+            )
+        new_output = pipeline.stems_dir / job.id / "vocals.wav"
+        new_output.parent.mkdir(parents=True, exist_ok=True)
+        new_output.write_bytes(b"the new run's stem")
+
+        wait_for(lambda: job.id not in worker.monitor.running(), "the old run to stop")
+        assert new_output.read_bytes() == b"the new run's stem"
+        row = load_job(pipeline, job.id)
+        assert (row.status, row.worker_id) == ("running", new_owner)
+    finally:
+        worker.stop()

@@ -132,8 +132,34 @@ def run_job(
         return _run_claimed(pipeline, job_id, worker_id, token, monitor, engines, on_requeue)
     finally:
         monitor.unregister(job_id)
-        # Whatever happened, no staging folder of this job outlives its run.
-        remove_job_files(pipeline.settings, job_id, staging_only=True)
+        # The engine removes its own staging folder; this catches what a crashed
+        # runner may have left, unless the job now belongs to another run.
+        if _may_clean(pipeline, job_id, worker_id):
+            remove_job_files(pipeline.settings, job_id, staging_only=True)
+
+
+def _may_clean(pipeline: Pipeline, job_id: str, worker_id: str) -> bool:
+    """Whether this run may delete the job's files.
+
+    Not when the job has moved on without us: requeued and maybe running on
+    another worker (a reconciler took it while our heartbeats were late), or
+    completed by that other run. Yes when it is still ours, gone, or ended
+    failed/cancelled.
+    """
+    with pipeline.db.session() as session:
+        row = session.execute(
+            select(_T.c.status, _T.c.worker_id).where(_T.c.id == job_id)
+        ).first()
+    if row is None:
+        return True
+    if row.status == JobStatus.RUNNING.value:
+        return bool(row.worker_id == worker_id)
+    return row.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+
+
+def _discard(pipeline: Pipeline, job_id: str, worker_id: str, destination: Path) -> None:
+    if _may_clean(pipeline, job_id, worker_id):
+        remove_tree(destination)
 
 
 def _run_claimed(
@@ -167,17 +193,17 @@ def _run_claimed(
         engine = engines.get(engine_name, api_key)
         stems = engine.separate(input_path, options, reporter, token, destination)
     except CancelledError:
-        remove_tree(destination)
+        _discard(pipeline, job_id, worker_id, destination)
         return _after_cancel(pipeline, job_id, worker_id, monitor, on_requeue)
     except SoundForgeError as exc:
-        remove_tree(destination)
+        _discard(pipeline, job_id, worker_id, destination)
         if token.cancelled:
             return _after_cancel(pipeline, job_id, worker_id, monitor, on_requeue)
         log.info("job %s failed: [%s] %s", job_id, exc.code, exc.message)
         state.fail(pipeline, job_id, worker_id, exc.message, exc.code)
         return JobStatus.FAILED.value
     except Exception as exc:
-        remove_tree(destination)
+        _discard(pipeline, job_id, worker_id, destination)
         log.exception("job %s failed unexpectedly", job_id)
         # The engine may be left in a bad state: the next job gets a fresh one.
         engines.discard(engine_name)
@@ -191,7 +217,7 @@ def _run_claimed(
         )
         return JobStatus.FAILED.value
     if token.cancelled:
-        remove_tree(destination)
+        _discard(pipeline, job_id, worker_id, destination)
         return _after_cancel(pipeline, job_id, worker_id, monitor, on_requeue)
     return _complete(
         pipeline, job_id, worker_id, stems, options.format, destination, _provider_tasks(engine)
@@ -270,7 +296,7 @@ def _complete(
         with pipeline.db.session() as session:
             track_id = session.scalar(select(_T.c.track_id).where(_T.c.id == job_id))
         if track_id is None:
-            remove_tree(destination)
+            _discard(pipeline, job_id, worker_id, destination)
             return None
         rows = _describe_stems(stems, fmt, destination, job_id, track_id)
         if not rows:
@@ -297,11 +323,11 @@ def _complete(
             if event is not None:
                 session.execute(insert(Stem.__table__), rows)
     except SoundForgeError as exc:
-        remove_tree(destination)
+        _discard(pipeline, job_id, worker_id, destination)
         state.fail(pipeline, job_id, worker_id, exc.message, exc.code)
         return JobStatus.FAILED.value
     except Exception as exc:
-        remove_tree(destination)
+        _discard(pipeline, job_id, worker_id, destination)
         log.exception("recording the stems of job %s failed", job_id)
         state.fail(
             pipeline,
@@ -314,7 +340,7 @@ def _complete(
         return JobStatus.FAILED.value
     if event is None:
         # Cancelled at the last moment, deleted, or no longer ours: keep nothing.
-        remove_tree(destination)
+        _discard(pipeline, job_id, worker_id, destination)
         with pipeline.db.session() as session:
             row = session.execute(
                 select(_T.c.status, _T.c.worker_id, _T.c.cancel_requested).where(

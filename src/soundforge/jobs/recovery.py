@@ -127,9 +127,6 @@ def recover_orphan(pipeline: Pipeline, orphan: Orphan) -> str | None:
         _T.c.status == JobStatus.RUNNING.value,
         _T.c.worker_id == orphan.worker_id if orphan.worker_id else _T.c.worker_id.is_(None),
     ]
-    # Files first: the job is not running anywhere, and once it is requeued a new
-    # run could create a staging folder that must not be swept.
-    remove_job_files(pipeline.settings, orphan.job_id)
     max_attempts = pipeline.config.job_max_attempts
     if orphan.cancel_requested:
         status, values = JobStatus.CANCELLED, {
@@ -141,7 +138,8 @@ def recover_orphan(pipeline: Pipeline, orphan: Orphan) -> str | None:
         status, values = JobStatus.QUEUED, {
             "progress": 0,
             "heartbeat_at": None,
-            "dispatched_at": None,
+            # Stamped now so no reconciler sends a task before the files are cleaned.
+            "dispatched_at": utcnow(),
         }
     else:
         status, values = JobStatus.FAILED, {
@@ -157,7 +155,11 @@ def recover_orphan(pipeline: Pipeline, orphan: Orphan) -> str | None:
         pipeline, orphan.job_id, owned, {"status": status.value, "worker_id": None, **values}
     )
     if event is None:
-        return None
+        return None  # another reconciler got there first; the files are its business
+    # Only the winner cleans, and before the retry's task is sent: the dead run's
+    # staging folders and a stems folder it may have been moving files into
+    # (never described by rows: those come only with "completed").
+    remove_job_files(pipeline.settings, orphan.job_id)
     log.warning("job %s recovered (%s): %s", orphan.job_id, orphan.reason, status.value)
     if status is JobStatus.QUEUED:
         try:
