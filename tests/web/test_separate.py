@@ -181,3 +181,16 @@ def test_lalalai_without_minutes(alice: User, track: str, pipeline,
                            headers=alice.headers())
     assert ok.status_code == 202 and ok.json()["engine"] == "lalalai"
     assert ok.json()["options"]["preview"] is True  # the settings' default
+
+
+def test_a_failed_job_shows_its_error_on_the_card(alice: User, track: str, pipeline) -> None:
+    job = alice.client.post(f"/api/tracks/{track}/separations", headers=alice.headers()).json()
+    with pipeline.db.transaction() as session:
+        row = session.get(ProcessingJob, job["id"])
+        row.status, row.progress = "failed", 30
+        row.error_message, row.error_code = "CUDA out of memory: try the CPU.", "engine_error"
+    card = alice.client.get("/").text
+    assert 'data-status="failed"' in card and "CUDA out of memory: try the CPU." in card
+    page = alice.client.get(f"/tracks/{track}").text
+    assert "CUDA out of memory: try the CPU." in page
+    assert alice.client.get(job["url"]).json()["error"] == "CUDA out of memory: try the CPU."
