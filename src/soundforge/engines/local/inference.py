@@ -1,12 +1,21 @@
 """Run a loaded Demucs model on one file and write its stems.
 
-This is the reference path: the official ``demucs.apply.apply_model`` on the
-whole track, with the official CLI's normalisation around it. It is what the
-fast path (``fast.py``) must match.
+The file is read twice: a first decoding pass measures the mix's mean and
+standard deviation (the official CLI normalises by them, over the whole
+track) and its length; the second pass streams the audio through the model
+segment by segment (``streaming.py``) straight into the stem writers. Decoding
+is cheap next to inference, and nothing proportional to the track's length is
+ever held in memory.
+
+The arithmetic is ``demucs.apply.apply_model``'s. Which code evaluates the
+network on each segment is chosen by ``fast.choose_backend``: the official
+modules (the reference, and always on a GPU), or the faster CPU path where its
+equivalence with the reference is established.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -20,150 +29,163 @@ from soundforge.audio.writer import StemWriter, stem_filename
 from soundforge.engines.local.catalog import get_spec, resolve_outputs
 from soundforge.engines.local.device import resolve_device
 from soundforge.engines.local.request import RunRequest
+from soundforge.engines.local.streaming import (
+    MixFeed,
+    MixStats,
+    Plan,
+    RunningStats,
+    SegmentBackend,
+    guard_std,
+    make_plan,
+    run_stream,
+)
 from soundforge.errors import CancelledError
+
+log = logging.getLogger(__name__)
 
 # (fraction done 0..1, stage) → None
 Progress = Callable[[float, str], None]
 ShouldStop = Callable[[], bool]
 
-# Progress split between separating and writing the stems.
-SEPARATION_SHARE = 0.95
+# Progress given to the first (measuring) decoding pass; separating and writing
+# share the rest, since stems are written while segments are computed.
+STATS_SHARE = 0.03
 
 
-class _Abort(BaseException):
-    """Raised from apply_model's callback to stop it. A BaseException so that
-    apply_model's own pool clean-up (which catches BaseException) runs."""
-
-
-def normalise(mix: torch.Tensor) -> tuple[torch.Tensor, float, float]:
-    """The official CLI's input normalisation; silence is left as it is
-    (the official code would divide by a zero standard deviation)."""
+def normalise(mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The official API's input normalisation on a whole ``(channels, n)`` mix:
+    ``(mix - mean) / (std + 1e-8)`` of the channel average. Digital silence is
+    left unscaled. (Streaming computes the same statistics in one pass.)"""
     ref = mix.mean(0)
-    mean = float(ref.mean())
+    mean = ref.mean()
     std = float(ref.std()) if ref.numel() > 1 else 0.0
-    if not np.isfinite(std) or std < 1e-8:
-        std = 1.0
-    return (mix - mean) / std, mean, std
+    std_t = torch.tensor(guard_std(std), dtype=torch.float32)
+    return (mix - mean) / std_t, mean, std_t
 
 
-def output_stems(
-    sources: list[str], estimates: torch.Tensor, mix: torch.Tensor, outputs: tuple[str, ...]
-) -> dict[str, torch.Tensor]:
-    """Map model sources to the requested output files.
+def measure(request: RunRequest, model: Any, should_stop: Callable[[], bool]) -> MixStats:
+    """First pass: mean, standard deviation and length of the mix at the model's rate."""
+    reader = AudioReader(request.input, model.samplerate, model.audio_channels)
+    stats = RunningStats()
+    length = 0
+    for block in reader:
+        if should_stop():
+            raise CancelledError()
+        stats.add(block)
+        length += block.shape[1]
+    mean, std = stats.result()
+    return MixStats(mean, std, length, reader.frames)
 
-    ``no_X`` is the sum of every other source, as the official CLI computes it.
+
+def needed_sources(outputs: tuple[str, ...]) -> list[str]:
+    """Sources whose estimates the requested outputs read, before bag pruning.
+
+    ``no_X`` asks only for X here: when the bag can be pruned it is written as
+    mix − X; when every member runs anyway it is the sum of the other sources,
+    as the official CLI writes it (see ``map_outputs``).
     """
+    names: list[str] = []
+    for name in outputs:
+        source = name[3:] if name.startswith("no_") else name
+        if source not in names:
+            names.append(source)
+    return names
+
+
+def map_outputs(
+    sources: list[str], estimates: torch.Tensor, raw: torch.Tensor,
+    outputs: tuple[str, ...], pruned: bool,
+) -> dict[str, torch.Tensor]:
+    """One block of every requested output file."""
     by_name = dict(zip(sources, estimates, strict=True))
     stems: dict[str, torch.Tensor] = {}
     for name in outputs:
-        if name.startswith("no_"):
-            kept = name[3:]
-            stems[name] = sum((t for s, t in by_name.items() if s != kept), torch.zeros_like(mix))
-        else:
+        if not name.startswith("no_"):
             stems[name] = by_name[name]
+            continue
+        kept = name[3:]
+        if pruned:
+            # The other sources' networks were not run: what is left of the mix.
+            stems[name] = raw - by_name[kept]
+        else:
+            total = torch.zeros_like(raw)
+            for source, tensor in by_name.items():
+                if source != kept:
+                    total += tensor
+            stems[name] = total
     return stems
-
-
-def count_segments(model: Any, length: int, request: RunRequest) -> int:
-    """How many segment evaluations apply_model will make (for progress)."""
-    models = list(model.models) if hasattr(model, "models") else [model]
-    total = 0
-    for sub in models:
-        segment = request.segment or float(sub.segment)
-        segment_length = int(sub.samplerate * segment)
-        stride = max(1, int((1 - request.overlap) * segment_length))
-        padded = length + (int(0.5 * sub.samplerate) if request.shifts else 0)
-        total += max(1, request.shifts) * max(1, -(-padded // stride))
-    return total
 
 
 def separate_file(
     model: Any, request: RunRequest, on_progress: Progress, should_stop: ShouldStop
 ) -> dict[str, str]:
     """Separate ``request.input`` into ``request.output_dir``; returns stem → path."""
-    from demucs.apply import apply_model
+    from soundforge.engines.local.fast import choose_backend
 
     spec = get_spec(request.model)
     outputs = resolve_outputs(spec, request.stems, request.two_stems)
     device = resolve_device(request.device)
-    reader = AudioReader(request.input, model.samplerate, model.audio_channels)
-    mix = torch.from_numpy(np.concatenate(list(reader), axis=1))
-    info = reader.info
-    normalised, mean, std = normalise(mix)
-
-    total = count_segments(model, mix.shape[-1], request)
-    done = 0
-
-    def callback(state: dict[str, Any]) -> None:
-        nonlocal done
-        if should_stop():
-            raise _Abort()
-        if state.get("state") == "end":
-            done += 1
-            on_progress(SEPARATION_SHARE * min(done / total, 1.0), "separating")
-
+    on_progress(0.0, "reading")
     if request.seed is not None:
+        # The shift offsets come from `random`, as in the official package.
         random.seed(request.seed)
-    try:
-        with torch.no_grad():
-            estimates = apply_model(
-                model,
-                normalised[None],
-                shifts=request.shifts,
-                overlap=request.overlap,
-                segment=request.segment,
-                device=device,
-                callback=callback,
-                progress=False,
-            )[0]
-    except _Abort:
-        raise CancelledError() from None
-    estimates = estimates * std + mean
-    stems = output_stems(list(model.sources), estimates, mix, outputs)
-    return write_stems(
-        stems, request, info.sample_rate, info.channels, reader.frames, model.samplerate,
-        on_progress, should_stop,
+    stats = measure(request, model, should_stop)
+    mean, std = stats.tensors()
+    plan = make_plan(
+        model, stats.length, needed_sources(outputs),
+        shifts=request.shifts, overlap=request.overlap, segment=request.segment, device=device,
     )
-
-
-def write_stems(
-    stems: dict[str, torch.Tensor],
-    request: RunRequest,
-    input_rate: int,
-    input_channels: int,
-    input_frames: int,
-    model_rate: int,
-    on_progress: Progress,
-    should_stop: ShouldStop,
-) -> dict[str, str]:
-    out_rate = request.sample_rate or input_rate
-    out_frames = round(input_frames * out_rate / input_rate)
-    channels = 1 if input_channels == 1 else 2
-    out_dir = Path(request.output_dir)
-    written: dict[str, str] = {}
-    for index, (name, tensor) in enumerate(stems.items()):
-        if should_stop():
-            raise CancelledError()
-        data = tensor.detach().cpu().numpy().astype(np.float32, copy=False)
-        writer = StemWriter(
-            out_dir / stem_filename(name, request.format),
-            request.format,
-            sample_rate=out_rate,
-            channels=channels,
-            source_rate=model_rate,
-            source_channels=data.shape[0],
-            wav_depth=request.wav_depth,
-            mp3_bitrate=request.mp3_bitrate,
+    if plan.pruned:
+        log.info(
+            "running %d of %d networks of %s for %s",
+            len(plan.active_members), len(plan.members), request.model, ", ".join(outputs),
         )
-        try:
-            step = 1 << 18
-            for start in range(0, data.shape[1], step):
-                writer.write(data[:, start : start + step])
-            path = writer.finish(out_frames if writer.sample_rate == out_rate else None)
-        except BaseException:
+    backend = choose_backend(model, plan, device, request)
+    on_progress(STATS_SHARE, "separating")
+    return stream_to_files(model, request, outputs, stats, plan, backend, on_progress,
+                           should_stop, mean, std)
+
+
+def stream_to_files(
+    model: Any, request: RunRequest, outputs: tuple[str, ...], stats: MixStats, plan: Plan,
+    backend: SegmentBackend, on_progress: Progress, should_stop: ShouldStop,
+    mean: torch.Tensor, std: torch.Tensor,
+) -> dict[str, str]:
+    reader = AudioReader(request.input, model.samplerate, model.audio_channels)
+    info = reader.info
+    out_rate = request.sample_rate or info.sample_rate
+    out_frames = round(stats.source_frames * out_rate / info.sample_rate)
+    channels = 1 if info.channels == 1 else 2
+    out_dir = Path(request.output_dir)
+    writers: dict[str, StemWriter] = {}
+    sources = list(model.sources)
+    try:
+        for name in outputs:
+            writers[name] = StemWriter(
+                out_dir / stem_filename(name, request.format), request.format,
+                sample_rate=out_rate, channels=channels, source_rate=model.samplerate,
+                source_channels=model.audio_channels, wav_depth=request.wav_depth,
+                mp3_bitrate=request.mp3_bitrate,
+            )
+        feed = MixFeed(iter(reader), stats.length, model.audio_channels, mean, std)
+
+        def emit(estimates: torch.Tensor, raw: torch.Tensor) -> None:
+            blocks = map_outputs(sources, estimates, raw, outputs, plan.pruned)
+            for name, block in blocks.items():
+                writers[name].write(block.numpy().astype(np.float32, copy=False))
+
+        def on_segment(done: int, total: int) -> None:
+            on_progress(STATS_SHARE + (1 - STATS_SHARE) * 0.99 * done / total, "separating")
+
+        run_stream(plan, feed, backend, emit, on_segment, should_stop, mean, std)
+        written: dict[str, str] = {}
+        for name, writer in writers.items():
+            written[name] = str(
+                writer.finish(out_frames if writer.sample_rate == out_rate else None)
+            )
+        on_progress(1.0, "writing")
+        return written
+    except BaseException:
+        for writer in writers.values():
             writer.abort()
-            raise
-        written[name] = str(path)
-        on_progress(SEPARATION_SHARE + (1 - SEPARATION_SHARE) * (index + 1) / len(stems),
-                    "writing")
-    return written
+        raise
