@@ -47,10 +47,9 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 
 from soundforge.config import Settings
 from soundforge.db.base import utcnow
@@ -169,7 +168,7 @@ def _load_events(
     """Rows to report (snapshot when ``since`` is None) and the watched ids that are gone."""
     with database.session() as session:
         query = select(ProcessingJob)
-        conditions = []
+        conditions: list[ColumnElement[bool]] = []
         by_id: set[str] = set()
         if watch.job_ids is not None:
             by_id = set(watch.job_ids)
@@ -251,13 +250,10 @@ class _SyncBase:
     def close(self) -> None:
         self._closed = True
 
-    def __enter__(self) -> _SyncBase:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -301,7 +297,7 @@ class _AsyncBase:
     async def aclose(self) -> None:
         self._closed = True
 
-    async def __aenter__(self) -> _AsyncBase:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -22,8 +22,9 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 
 from soundforge.audio.probe import probe
 from soundforge.db.base import utcnow
@@ -47,7 +48,7 @@ DELETED = "deleted"  # the row is gone (its track was deleted)
 LOST = "lost"  # the row is no longer ours (a reconciler took it over)
 SHUTDOWN = "shutdown"  # this worker is stopping: hand the job back
 
-_T = ProcessingJob.__table__
+_T = cast(Table, ProcessingJob.__table__)
 
 
 class JobMonitor:
@@ -321,7 +322,7 @@ def _complete(
                 },
             )
             if event is not None:
-                session.execute(insert(Stem.__table__), rows)
+                session.execute(insert(Stem), rows)
     except SoundForgeError as exc:
         _discard(pipeline, job_id, worker_id, destination)
         state.fail(pipeline, job_id, worker_id, exc.message, exc.code)

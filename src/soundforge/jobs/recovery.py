@@ -34,9 +34,10 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import cast
 
 import psutil
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Table, and_, or_, select
 
 from soundforge.db.base import utcnow
 from soundforge.db.models import JobStatus, ProcessingJob
@@ -47,7 +48,7 @@ from soundforge.library.files import remove_job_files
 
 log = logging.getLogger(__name__)
 
-_T = ProcessingJob.__table__
+_T = cast(Table, ProcessingJob.__table__)
 
 
 @cache

@@ -17,9 +17,10 @@ the new state as a ``JobEvent``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, select, update
+from sqlalchemy import ColumnElement, Row, Table, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from soundforge.db.base import utcnow
@@ -27,7 +28,7 @@ from soundforge.db.models import JobStatus, ProcessingJob
 from soundforge.jobs.events import JobEvent
 from soundforge.jobs.pipeline import Pipeline
 
-_T = ProcessingJob.__table__
+_T = cast(Table, ProcessingJob.__table__)
 _EVENT_COLUMNS = (
     _T.c.id, _T.c.user_id, _T.c.track_id, _T.c.status, _T.c.progress, _T.c.version,
     _T.c.error_message, _T.c.error_code, _T.c.updated_at,
@@ -182,10 +183,13 @@ def cancel_queued(pipeline: Pipeline, job_id: str) -> JobEvent | None:
 def request_cancel(pipeline: Pipeline, job_id: str) -> bool:
     """Flag a running job; its worker sees the flag within a poll interval and stops it."""
     with pipeline.db.transaction() as session:
-        result = session.execute(
-            update(_T)
-            .where(_T.c.id == job_id, _T.c.status == JobStatus.RUNNING.value)
-            .values(cancel_requested=True)
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                update(_T)
+                .where(_T.c.id == job_id, _T.c.status == JobStatus.RUNNING.value)
+                .values(cancel_requested=True)
+            ),
         )
         return bool(result.rowcount)
 

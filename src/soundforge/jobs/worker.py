@@ -31,8 +31,9 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from soundforge.config import Settings, get_settings
 from soundforge.db.migrate import upgrade_database
@@ -53,7 +54,7 @@ from soundforge.jobs.service import dispatch
 
 log = logging.getLogger(__name__)
 
-_T = ProcessingJob.__table__
+_T = cast(Table, ProcessingJob.__table__)
 
 
 class Worker:
