@@ -144,7 +144,8 @@ def test_task_error_answered_with_200_is_a_failure_with_the_providers_detail(
 
 
 def test_one_failed_task_cancels_the_others(
-    engine: LalalaiEngine, fake: FakeLalalai, song: Path, tmp_path: Path
+    engine: LalalaiEngine, fake: FakeLalalai, song: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The synth task fails at its first finishing poll; the others need more polls.
     fake.fail_tasks("synthesizer", detail="no synths here")
@@ -159,7 +160,8 @@ def test_one_failed_task_cancels_the_others(
             return
         original_advance(task)
 
-    fake._advance = slower  # type: ignore[method-assign]
+    # monkeypatch: the server outlives this test, its behaviour must not.
+    monkeypatch.setattr(fake, "_advance", slower)
     out = tmp_path / "out"
     with pytest.raises(ProviderTaskError, match="no synths here"):
         separate(engine, song, out, stems=("vocals", "drums", "synth"))

@@ -264,6 +264,10 @@ class FakeLalalai:
         faults, empty counters. The server keeps running (the fixture resets a
         session-wide server between tests instead of restarting it)."""
         with self._cond:
+            # A test may have replaced a behaviour method on the shared server
+            # without restoring it: take such overrides away.
+            for name in [name for name in vars(self) if callable(getattr(type(self), name, None))]:
+                delattr(self, name)
             self.key = f"test-key-{uuid.uuid4().hex}"
             self.keys: dict[str, float] = {self.key: minutes}
 
