@@ -127,3 +127,38 @@ def test_worker_that_lost_its_job_stops_and_leaves_the_new_runs_files_alone(
         assert (row.status, row.worker_id) == ("running", new_owner)
     finally:
         worker.stop()
+
+
+def test_leftover_files_without_rows_are_collected(pipeline, user, make_track):
+    import uuid
+
+    from soundforge.jobs.recovery import collect_garbage
+    from soundforge.jobs.state import cancel_queued
+
+    track = make_track()
+    queued = create_separation_job(pipeline, user, track, {"stems": "vocals"})
+    ended = create_separation_job(pipeline, user, track, {"stems": "drums"})
+    cancel_queued(pipeline, ended.id)
+    stems, tracks = pipeline.stems_dir, pipeline.tracks_dir
+
+    def plant(path):
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "file.wav").write_bytes(b"x")
+        return path
+
+    keep = [
+        plant(stems / queued.id),
+        plant(stems / f".staging-{queued.id}-run"),  # may belong to a run starting now
+        plant(stems / "not-a-job"),
+        tracks / track.id,
+    ]
+    remove = [
+        plant(stems / f".staging-{ended.id}-old"),
+        plant(stems / str(uuid.uuid4())),
+        plant(tracks / ".staging-abc-import"),
+        plant(tracks / str(uuid.uuid4())),
+    ]
+    assert collect_garbage(pipeline, min_age=3600) == []  # all of it is too fresh
+    assert sorted(collect_garbage(pipeline, min_age=0)) == sorted(remove)
+    assert all(path.exists() for path in keep)
+    assert not any(path.exists() for path in remove)

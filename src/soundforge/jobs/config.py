@@ -59,3 +59,14 @@ class PipelineSettings(BaseSettings):
         description="Seconds an idle worker thread waits before asking the SQLite queue "
         "again (Redis queues wake up at once).",
     )
+    gc_interval: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds between a worker's sweeps for files no row describes (left by "
+        "a process killed at a bad moment); also run when a worker starts.",
+    )
+    gc_min_age: float = Field(
+        default=600.0,
+        ge=0,
+        description="Only files older than this many seconds are considered leftovers.",
+    )

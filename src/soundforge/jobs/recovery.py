@@ -31,24 +31,29 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from pathlib import Path
 from typing import cast
 
 import psutil
 from sqlalchemy import Table, and_, or_, select
 
 from soundforge.db.base import utcnow
-from soundforge.db.models import JobStatus, ProcessingJob
+from soundforge.db.models import FINAL_STATUSES, JobStatus, ProcessingJob, Track
 from soundforge.jobs import state
 from soundforge.jobs.pipeline import Pipeline
 from soundforge.jobs.service import dispatch
-from soundforge.library.files import remove_job_files
+from soundforge.library.files import remove_job_files, remove_tree
+from soundforge.storage.staging import STAGING_PREFIX
 
 log = logging.getLogger(__name__)
 
 _T = cast(Table, ProcessingJob.__table__)
+FINAL_VALUES = frozenset(status.value for status in FINAL_STATUSES)
 
 
 @cache
@@ -202,6 +207,77 @@ def redispatch_lost(pipeline: Pipeline, now: datetime | None = None) -> list[str
         log.warning("job %s was queued without a task: task sent again", job_id)
         sent.append(job_id)
     return sent
+
+
+def collect_garbage(pipeline: Pipeline, min_age: float | None = None) -> list[Path]:
+    """Remove files no row describes, left by a process that died at a bad moment.
+
+    * ``stems/{job_id}/`` of a job that no longer exists (a failed delete, a
+      reuse whose row was never written);
+    * ``stems/.staging-{job_id}-*`` of a job that is gone or over (a web process
+      killed while linking reused stems; runs recover their own);
+    * ``tracks/.staging-*`` (an import killed half-way) and ``tracks/{id}/`` of
+      a track that no longer exists.
+
+    Only entries older than ``min_age`` seconds are considered, so work that
+    is just starting (a folder created a moment before its row) is never taken.
+    """
+    age = pipeline.config.gc_min_age if min_age is None else min_age
+    cutoff = time.time() - age
+    removed: list[Path] = []
+
+    def old_entries(folder: Path) -> list[Path]:
+        try:
+            return [entry for entry in folder.iterdir() if entry.lstat().st_mtime < cutoff]
+        except FileNotFoundError:
+            return []
+
+    stems = old_entries(pipeline.stems_dir)
+    ids = sorted({job_id for entry in stems if (job_id := _job_id_of(entry)) is not None})
+    with pipeline.db.session() as session:
+        states: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            states.update(
+                session.execute(select(_T.c.id, _T.c.status).where(_T.c.id.in_(chunk))).all()
+            )
+    for entry in stems:
+        job_id = _job_id_of(entry)
+        if job_id is None:
+            continue
+        status = states.get(job_id)
+        staging = entry.name.startswith(STAGING_PREFIX)
+        if status is None or (staging and status in FINAL_VALUES):
+            remove_tree(entry)
+            removed.append(entry)
+
+    tracks = old_entries(pipeline.tracks_dir)
+    track_ids = [entry.name for entry in tracks if not entry.name.startswith(STAGING_PREFIX)]
+    with pipeline.db.session() as session:
+        existing: set[str] = set()
+        for start in range(0, len(track_ids), 500):
+            names = track_ids[start : start + 500]
+            existing.update(session.scalars(select(Track.id).where(Track.id.in_(names))))
+    for entry in tracks:
+        if entry.name.startswith(STAGING_PREFIX) or entry.name not in existing:
+            remove_tree(entry)
+            removed.append(entry)
+    if removed:
+        log.warning("removed %d leftover file(s)/folder(s): %s", len(removed),
+                    ", ".join(str(path) for path in removed[:10]))
+    return removed
+
+
+def _job_id_of(entry: Path) -> str | None:
+    name = entry.name
+    if name.startswith(STAGING_PREFIX):
+        name = name[len(STAGING_PREFIX):]
+    candidate = name[:36]
+    try:
+        uuid.UUID(candidate)
+    except ValueError:
+        return None
+    return candidate
 
 
 def recover(pipeline: Pipeline) -> dict[str, list[str]]:

@@ -10,7 +10,9 @@ One ``Worker`` per process (``soundforge worker``, or embedded in
   rows of its running jobs and stops a job that was cancelled, deleted or taken
   over; every ``SOUNDFORGE_HEARTBEAT_INTERVAL`` it stamps their heartbeat;
 * a reconciler thread: ``soundforge.jobs.recovery.recover`` at start and every
-  ``SOUNDFORGE_RECONCILE_INTERVAL`` (orphans of dead workers, lost tasks).
+  ``SOUNDFORGE_RECONCILE_INTERVAL`` (orphans of dead workers, lost tasks), and
+  ``collect_garbage`` at start and every ``SOUNDFORGE_GC_INTERVAL`` (files no
+  row describes).
 
 Why our own loop rather than Huey's ``Consumer``: the consumer owns the
 process's signal handlers (it cannot run inside the web server) and knows
@@ -229,8 +231,19 @@ class Worker:
             self.check_running_jobs()
 
     def _reconcile_loop(self) -> None:
+        self._safe_collect_garbage()
+        last_gc = time.monotonic()
         while not self._stop.wait(self.config.reconcile_interval):
             self._safe_recover()
+            if time.monotonic() - last_gc >= self.config.gc_interval:
+                last_gc = time.monotonic()
+                self._safe_collect_garbage()
+
+    def _safe_collect_garbage(self) -> None:
+        try:
+            recovery.collect_garbage(self.pipeline)
+        except Exception as exc:
+            log.warning("leftover-file sweep failed: %s", exc)
 
     def _safe_recover(self) -> None:
         try:
