@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 from soundforge.config import Settings
 from soundforge.engines.base import CancelToken, SeparationOptions
 from soundforge.engines.local.engine import LocalEngine
+from soundforge.engines.local.request import RunRequest
 from soundforge.errors import CancelledError, EngineError, EngineTimeoutError
 from tests.support.audio import write_audio
 
@@ -116,3 +120,35 @@ def test_cancel_before_start_runs_nothing(tiny_repo: Path, tmp_path: Path) -> No
         with pytest.raises(CancelledError):
             engine.separate(source, SeparationOptions(), None, token, tmp_path / "out")
         assert engine.port.starts == 0
+
+
+def test_runner_stops_working_when_its_supervisor_goes_away(
+    tiny_repo: Path, tmp_path: Path
+) -> None:
+    """A SIGKILLed worker closes the runner's stdin: the runner must not compute on."""
+    source = write_audio(tmp_path / "in.wav", seconds=30)
+    out = tmp_path / "out"
+    out.mkdir()
+    message = RunRequest.build("x", source, out, SeparationOptions(model="htdemucs_ft"),
+                               repo=tiny_repo, device="cpu", threads=1).to_message()
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "soundforge.engines.local.runner"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert runner.stdin is not None and runner.stdout is not None
+    runner.stdin.write(json.dumps(message) + "\n")
+    runner.stdin.flush()
+    for line in runner.stdout:  # wait until it is separating
+        if json.loads(line).get("stage") == "separating":
+            break
+    runner.stdin.close()  # what the kernel does when the supervisor dies
+    try:
+        code = runner.wait(timeout=60)
+    finally:
+        runner.kill()
+    assert code == 0
+    remaining = [json.loads(line) for line in runner.stdout.read().splitlines()]
+    assert remaining and remaining[-1]["type"] == "error"
+    assert remaining[-1]["code"] == "cancelled"
+    # (Partial files in the staging folder are the engine's to discard.)
+    assert not any(m["type"] == "result" for m in remaining)

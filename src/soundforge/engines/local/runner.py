@@ -34,6 +34,10 @@ class Runner:
         self._requests: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._cancelled: set[str] = set()
         self._cancel_lock = threading.Lock()
+        # Set when stdin closes or a shutdown arrives: the supervisor is gone or
+        # wants us gone, so the running request is abandoned at the next segment
+        # instead of computing on for nobody (e.g. after its worker was SIGKILLed).
+        self._closing = threading.Event()
         self._model: Any = None
         self._model_key: tuple[str, str | None] | None = None
         self.loads = 0  # how many times a model was loaded (tests read it via results)
@@ -65,9 +69,12 @@ class Runner:
                 break
             else:
                 self._requests.put(message)
+        self._closing.set()
         self._requests.put(None)
 
     def is_cancelled(self, request_id: str) -> bool:
+        if self._closing.is_set():
+            return True
         with self._cancel_lock:
             return request_id in self._cancelled
 
@@ -75,7 +82,7 @@ class Runner:
     def serve(self) -> None:
         while True:
             message = self._requests.get()
-            if message is None:
+            if message is None or self._closing.is_set():
                 return
             request_id = str(message.get("id"))
             try:
