@@ -21,6 +21,7 @@ from soundforge.config import Settings
 from soundforge.db.accounts import get_lalalai_key
 from soundforge.db.models import UserSettings
 from soundforge.engines.base import Engine, SeparationOptions
+from soundforge.engines.lalalai.keys import resolve_key
 from soundforge.engines.registry import create_engine
 from soundforge.errors import AuthError
 
@@ -34,13 +35,10 @@ MISSING_KEY = (
 
 def lalalai_key_for(settings: Settings, user_settings: UserSettings | None) -> str | None:
     """The key a user's LALAL.AI job uses: their own, else the installation's."""
-    own = get_lalalai_key(settings, user_settings)
-    if own:
-        return own
-    for candidate in (settings.lalalai_api_key, settings.system_lalalai_activation_key):
-        if candidate is not None and candidate.get_secret_value().strip():
-            return candidate.get_secret_value().strip()
-    return None
+    # The precedence rule lives in the engine's keys module; the user's stored
+    # key is just the most specific candidate.
+    key = resolve_key(get_lalalai_key(settings, user_settings), settings)
+    return key.get_secret_value() if key is not None else None
 
 
 def build_engine(settings: Settings, engine: str, api_key: str | None = None) -> Engine:
