@@ -28,7 +28,6 @@ test: $(STAMP_TEST)
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP_TEST)
 	$(BIN)/mypy src
