@@ -64,5 +64,5 @@ def test_staging_discards_on_error(tmp_path: Path) -> None:
 
 def test_staging_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutputError, match="is a file, not a folder|Cannot write"):
+    with pytest.raises(OutputError, match=r"is a file, not a folder|Cannot write"):
         StagingDir(tmp_path / "file" / "job")
