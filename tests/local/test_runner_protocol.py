@@ -12,15 +12,30 @@ from soundforge.engines.local.request import RunRequest
 from tests.support.audio import write_audio
 
 
-def run_runner(requests: list[dict], timeout: float = 120) -> list[dict]:
-    lines = "".join(json.dumps(r) + "\n" for r in requests)
-    done = subprocess.run(
+def run_runner(lines: list[str], answers: int) -> list[dict]:
+    """Send ``lines``, collect messages until ``answers`` final ones (result or
+    error) arrived, then shut the runner down (a shutdown or end of stdin
+    abandons work in progress, so it comes last)."""
+    runner = subprocess.Popen(
         [sys.executable, "-m", "soundforge.engines.local.runner"],
-        input=lines + json.dumps({"type": "shutdown"}) + "\n",
-        capture_output=True, text=True, timeout=timeout, check=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
-    # Every stdout line is a protocol message (logs go to stderr).
-    return [json.loads(line) for line in done.stdout.splitlines()]
+    assert runner.stdin is not None and runner.stdout is not None
+    try:
+        runner.stdin.write("".join(line + "\n" for line in lines))
+        runner.stdin.flush()
+        messages: list[dict] = []
+        # Every stdout line is a protocol message (logs go to stderr).
+        for line in runner.stdout:
+            messages.append(json.loads(line))
+            if sum(m["type"] in ("result", "error") for m in messages) == answers:
+                break
+        runner.stdin.write(json.dumps({"type": "shutdown"}) + "\n")
+        runner.stdin.close()
+        assert runner.wait(timeout=60) == 0
+    finally:
+        runner.kill()
+    return messages
 
 
 def request(tmp_path: Path, tiny_repo: Path, rid: str, **options: object) -> dict:
@@ -36,7 +51,7 @@ def request(tmp_path: Path, tiny_repo: Path, rid: str, **options: object) -> dic
 def test_message_order_progress_then_result_then_error(tmp_path: Path, tiny_repo: Path) -> None:
     good = request(tmp_path, tiny_repo, "a")
     bad = request(tmp_path, tiny_repo, "b", model="nope")
-    messages = run_runner([good, bad])
+    messages = run_runner([json.dumps(good), json.dumps(bad)], answers=2)
     first = [m for m in messages if m["id"] == "a"]
     assert {m["type"] for m in first[:-1]} == {"progress"}
     percents = [m["percent"] for m in first[:-1]]
@@ -53,11 +68,6 @@ def test_message_order_progress_then_result_then_error(tmp_path: Path, tiny_repo
 
 
 def test_garbage_on_stdin_is_answered_not_fatal(tmp_path: Path, tiny_repo: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "soundforge.engines.local.runner"],
-        input="not json\n" + json.dumps(request(tmp_path, tiny_repo, "c")) + "\n",
-        capture_output=True, text=True, timeout=120, check=True,
-    )
-    messages = [json.loads(line) for line in done.stdout.splitlines()]
+    messages = run_runner(["not json", json.dumps(request(tmp_path, tiny_repo, "c"))], answers=2)
     assert messages[0]["type"] == "error" and messages[0]["code"] == "protocol_error"
     assert messages[-1]["type"] == "result"
