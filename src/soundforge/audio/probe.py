@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import av
 
@@ -75,7 +76,7 @@ def check_riff_complete(path: Path) -> None:
             header = handle.read(12)
             if len(header) < 12 or header[:4] not in (b"RIFF", b"RIFX") or header[8:12] != b"WAVE":
                 return
-            order = "little" if header[:4] == b"RIFF" else "big"
+            order: Literal["little", "big"] = "little" if header[:4] == b"RIFF" else "big"
             size = path.stat().st_size
             while True:
                 chunk = handle.read(8)

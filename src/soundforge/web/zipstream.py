@@ -46,7 +46,7 @@ class _Sink:
 def stream_zip(entries: Iterable[tuple[str, Path]], chunk_size: int = CHUNK) -> Iterator[bytes]:
     """Yield a ZIP of ``(name inside the archive, file on disk)`` pairs."""
     sink = _Sink()
-    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:  # type: ignore[arg-type]
+    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:  # type: ignore[call-overload]
         for name, path in entries:
             info = zipfile.ZipInfo.from_file(path, arcname=name)
             info.compress_type = zipfile.ZIP_STORED

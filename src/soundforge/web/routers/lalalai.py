@@ -76,6 +76,7 @@ async def cancel(
     job_id = body.job_id if body else None
     if job_id is None:
         job_id = request.query_params.get("job_id")
+    job: ProcessingJob | None
     if job_id:
         job = owned_job(session, user, job_id)
         if job.engine != "lalalai":

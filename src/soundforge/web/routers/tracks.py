@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -69,10 +71,10 @@ async def separate(request: Request, user: PageUser, track_id: str) -> Response:
         # Show the form again with the reason, keeping what the user chose.
         with pipeline.db.session() as session:
             track = owned_track(session, user, track_id)
-            context = {"track": track, "error": exc.message}
+            context: dict[str, Any] = {"track": track, "error": exc.message}
             context.update(separate_form_context(session, user, pipeline.settings))
             # Keep the user's choices, except the ones that cannot be shown.
-            known = {"engine": catalog.ENGINE_LABELS, "model": catalog.MODELS,
+            known: dict[str, Any] = {"engine": catalog.ENGINE_LABELS, "model": catalog.MODELS,
                      "format": catalog.OUTPUT_FORMATS}
             context["form_values"].update(
                 {k: v for k, v in options.items() if k in known and v in known[k]}
