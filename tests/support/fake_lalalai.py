@@ -199,6 +199,9 @@ class FakeTask:
     started: bool = False
     error: dict[str, Any] | None = None
     tracks: list[FakeTrack] = field(default_factory=list)
+    # What stopped it: "cancel", "cancel_all" or "delete" (of its source), so a
+    # test can tell an explicit cancel from the provider's side effect of a delete.
+    cancelled_by: str | None = None
 
     def track(self, label: str) -> FakeTrack:
         for track in self.tracks:
@@ -667,6 +670,7 @@ class FakeLalalai:
     def _cancel(self, key: str, task_ids: list[str] | None) -> dict[str, Any]:
         with self._cond:
             result: dict[str, Any] = {}
+            explicit = task_ids is not None
             if task_ids is None:  # cancel/all
                 task_ids = [
                     task.id for task in self.tasks.values()
@@ -684,6 +688,7 @@ class FakeLalalai:
                                        "error": "Task is not in progress state"}
                 else:
                     task.status = "cancelled"
+                    task.cancelled_by = "cancel" if explicit else "cancel_all"
                     result[task_id] = {"status": "success"}
             self._changed()
             return {"result": result}
@@ -700,6 +705,7 @@ class FakeLalalai:
                 # "All running tasks related to the source file will be cancelled."
                 if task.status == "progress":
                     task.status = "cancelled"
+                    task.cancelled_by = "delete"
                 for track in task.tracks:
                     track.path.unlink(missing_ok=True)
             self._changed()

@@ -13,6 +13,10 @@ One separation, start to end:
    are downloaded and written as stems into the staging folder;
 6. on success the stems are moved into place; whatever happens, unfinished
    tasks are cancelled and the source file is deleted from the provider.
+
+``separate(..., on_tasks=…)`` reports the provider's source id and task ids as
+soon as each exists, so a caller can record them; if this process is killed,
+``release_provider_work`` lets another one cancel and delete them.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +109,20 @@ RESULT_FORMAT = "flac"
 # is 80 % processing (from /check/) and 20 % downloading its tracks.
 UPLOADED = 10.0
 PROCESSING_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class ProviderWork:
+    """What one separation holds at LALAL.AI: its uploaded file and the tasks
+    started on it so far. Ids only (never the key), so it is safe to store."""
+
+    source_id: str
+    task_ids: tuple[str, ...] = ()
+
+
+# Called from the separating thread each time the provider work grows: once
+# after the upload (no tasks yet), then after every task start.
+TasksCallback = Callable[[ProviderWork], None]
 
 
 @dataclass
@@ -245,7 +263,12 @@ class LalalaiEngine:
         on_progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
         destination: Path | None = None,
+        *,
+        on_tasks: TasksCallback | None = None,
     ) -> dict[str, Path]:
+        """``Engine.separate``; ``on_tasks`` (optional, beyond the interface) is
+        told the source id and task ids as soon as they exist. If it raises,
+        the separation stops and cleans up as for any other error."""
         if destination is None:
             raise InvalidOptionError("No destination folder given for the stems.")
         options = self.validate(options)
@@ -291,6 +314,10 @@ class LalalaiEngine:
                 )
                 source_id = source.id
                 run.source_seconds = source.duration or billable_seconds(seconds)
+                # Reported before any task exists: a process killed between
+                # two task starts leaves a file the recorder can still delete.
+                if on_tasks is not None:
+                    on_tasks(ProviderWork(source.id))
                 for task in tasks:
                     cancel.raise_if_cancelled()
                     task_id = self._start(client, source.id, task, options)
@@ -298,6 +325,10 @@ class LalalaiEngine:
                     run.task_progress[task_id] = 0.0
                     log.info("LALAL.AI: %s task %s started for %s",
                              task.kind, task_id, task.description)
+                    # After every start, not once at the end: each task is
+                    # charged as it starts, so each must be findable at once.
+                    if on_tasks is not None:
+                        on_tasks(ProviderWork(source.id, tuple(run.tasks)))
                 progress(UPLOADED)
                 poller = self._poller()
                 watch = poller.watch(run.tasks, interval=self.poll_interval)
@@ -600,3 +631,108 @@ def cancel_all(
     """Cancel all tasks in progress for a key (the user's, else the system one)."""
     with LalalaiEngine(settings, api_key=api_key) as engine:
         return engine.cancel_all()
+
+
+# A dead run's clean-up happens in a worker's reconciler, which must not hang
+# on an unreachable provider for minutes: two quick tries, then give up (the
+# provider expires the file on its own).
+RELEASE_RETRY = RetryPolicy(attempts=2, base_delay=0.5, max_delay=2.0)
+RELEASE_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    """What ``release_provider_work`` achieved, for logs and job messages."""
+
+    cancelled: tuple[str, ...] = ()
+    # Tasks the provider would not cancel, with its reason (most often: it had
+    # already finished, which is fine: finished tasks cost nothing more).
+    not_cancelled: Mapping[str, str] = field(default_factory=dict)
+    source_deleted: bool = False
+    # Requests that failed altogether (network, key refused …), in words.
+    errors: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        """One or two sentences a person can read on the job."""
+        parts: list[str] = []
+        if self.cancelled:
+            parts.append(f"cancelled {len(self.cancelled)} unfinished task(s)")
+        if self.not_cancelled:
+            parts.append(f"found {len(self.not_cancelled)} task(s) already ended")
+        if self.source_deleted:
+            parts.append("deleted the uploaded file")
+        text = f"At LALAL.AI, SoundForge {_join(parts)}." if parts else ""
+        if self.errors:
+            problem = (
+                "Could not clean up at LALAL.AI (" + "; ".join(self.errors) + "): the tasks may "
+                "run to their end, and the provider deletes the file itself when it expires."
+            )
+            text = f"{text} {problem}".strip()
+        return text
+
+
+def _join(parts: Sequence[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def release_provider_work(
+    settings: Settings,
+    api_key: str | SecretStr | None,
+    task_ids: Sequence[str],
+    source_id: str | None,
+    *,
+    retry: RetryPolicy | None = None,
+    timeout: httpx.Timeout | None = None,
+) -> ReleaseOutcome:
+    """Cancel the unfinished ``task_ids`` and delete ``source_id`` at LALAL.AI,
+    for a separation whose process died (its own clean-up never ran).
+
+    Best effort: never raises for what the provider or the network does; the
+    outcome says what happened. ``api_key`` goes through the same precedence as
+    the engine's (given key, ``LALALAI_API_KEY``, system key); without any key
+    nothing is sent.
+    """
+    key = resolve_key(api_key, settings)
+    if key is None:
+        return ReleaseOutcome(errors=("no LALAL.AI key is configured",))
+    if not task_ids and not source_id:
+        return ReleaseOutcome()
+    cancelled: list[str] = []
+    not_cancelled: dict[str, str] = {}
+    errors: list[str] = []
+    deleted = False
+    with LalalaiClient(
+        settings.lalalai_url, key, retry=retry or RELEASE_RETRY, timeout=timeout or RELEASE_TIMEOUT
+    ) as client:
+        if task_ids:
+            try:
+                outcomes = client.cancel(list(task_ids))
+            except SoundForgeError as exc:
+                errors.append(f"cancel: {scrub(exc.message, key)}")
+            else:
+                for task_id in task_ids:
+                    answer = outcomes.get(task_id)
+                    if answer is not None and answer.ok:
+                        cancelled.append(task_id)
+                    else:
+                        reason = answer.error if answer is not None else None
+                        not_cancelled[task_id] = scrub(reason or "no answer", key)
+        # After the cancel, not instead of it: deleting the source also stops
+        # its tasks at LALAL.AI, but only the cancel tells us which ones ran.
+        if source_id:
+            try:
+                client.delete(source_id)
+                deleted = True
+            except SoundForgeError as exc:
+                errors.append(f"delete: {scrub(exc.message, key)}")
+    outcome = ReleaseOutcome(tuple(cancelled), not_cancelled, deleted, tuple(errors))
+    log.info(
+        "LALAL.AI: released a stopped run's work: %d cancelled, %d already ended, source %s%s",
+        len(outcome.cancelled), len(outcome.not_cancelled),
+        "deleted" if deleted else "kept", f"; errors: {'; '.join(errors)}" if errors else "",
+    )
+    return outcome
