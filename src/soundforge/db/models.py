@@ -225,9 +225,13 @@ class ProcessingJob(Base):
     progress: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     error_message: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(64))
-    # LALAL.AI task ids of this job (to cancel them, or to find them on the
-    # provider's side); empty for the local engine.
+    # LALAL.AI task ids of this job's current (or last) run, recorded as each
+    # task starts (to cancel them, or to find them on the provider's side);
+    # empty for the local engine.
     provider_task_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The file that run uploaded to LALAL.AI: if its worker dies, recovery
+    # deletes it there (the dead run's own clean-up never ran).
+    provider_source_id: Mapped[str | None] = mapped_column(String(64))
     # How many times a worker claimed the job (a retry after a crash adds one).
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # "host/pid/start" of the worker process running it, and its last sign of life.

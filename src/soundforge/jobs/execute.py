@@ -30,6 +30,7 @@ from soundforge.audio.probe import probe
 from soundforge.db.base import utcnow
 from soundforge.db.models import JobStatus, ProcessingJob, Stem, Track, UserSettings
 from soundforge.engines.base import CancelToken
+from soundforge.engines.lalalai.engine import LalalaiEngine, ProviderWork
 from soundforge.errors import CancelledError, InputAudioError, SoundForgeError
 from soundforge.jobs import state
 from soundforge.jobs.engines import EngineSet, lalalai_key_for
@@ -114,6 +115,27 @@ class ProgressReporter:
             log.warning("could not record progress of job %s: %s", self.job_id, exc)
 
 
+class ProviderWorkRecorder:
+    """The LALAL.AI engine's source and task ids → the job row, as soon as each
+    exists, so the row shows them while the job runs and recovery can release
+    them if this worker dies."""
+
+    def __init__(self, pipeline: Pipeline, job_id: str, worker_id: str) -> None:
+        self.pipeline = pipeline
+        self.job_id = job_id
+        self.worker_id = worker_id
+
+    def __call__(self, work: ProviderWork) -> None:
+        try:
+            state.record_provider_work(
+                self.pipeline, self.job_id, self.worker_id, work.task_ids, work.source_id
+            )
+        except Exception as exc:
+            # Like progress, a failed write must not kill a paid separation: the
+            # only loss is that a crash right now would leave the tasks running.
+            log.warning("could not record the provider tasks of job %s: %s", self.job_id, exc)
+
+
 def run_job(
     pipeline: Pipeline,
     job_id: str,
@@ -192,7 +214,13 @@ def _run_claimed(
                 "upload it again."
             )
         engine = engines.get(engine_name, api_key)
-        stems = engine.separate(input_path, options, reporter, token, destination)
+        if isinstance(engine, LalalaiEngine):
+            stems = engine.separate(
+                input_path, options, reporter, token, destination,
+                on_tasks=ProviderWorkRecorder(pipeline, job_id, worker_id),
+            )
+        else:
+            stems = engine.separate(input_path, options, reporter, token, destination)
     except CancelledError:
         _discard(pipeline, job_id, worker_id, destination)
         return _after_cancel(pipeline, job_id, worker_id, monitor, on_requeue)

@@ -20,6 +20,12 @@ Its half-written files go in every case: the staging folders the dead run left
 been moving files into when it died; neither ever had ``Stem`` rows, because
 those are only written with ``completed``.
 
+A LALAL.AI orphan's provider work goes too: the run recorded its task ids and
+uploaded file on the row as they came to exist, so the winner cancels those
+tasks and deletes that file at the provider (best effort, with the key the job
+used), says so in the log and, for a job that ends here, in its message; and
+only then sends the retry's task.
+
 **Lost tasks** (``queued`` jobs with no task): if the queue holds no task for a
 queued job and the last one was sent more than ``SOUNDFORGE_REDISPATCH_AFTER``
 seconds ago (or never), a new one is sent. A duplicate is harmless (the claim
@@ -43,8 +49,10 @@ import psutil
 from sqlalchemy import Table, and_, or_, select
 
 from soundforge.db.base import utcnow
-from soundforge.db.models import FINAL_STATUSES, JobStatus, ProcessingJob, Track
+from soundforge.db.models import FINAL_STATUSES, JobStatus, ProcessingJob, Track, UserSettings
+from soundforge.engines.lalalai.engine import release_provider_work
 from soundforge.jobs import state
+from soundforge.jobs.engines import lalalai_key_for
 from soundforge.jobs.pipeline import Pipeline
 from soundforge.jobs.service import dispatch
 from soundforge.library.files import remove_job_files, remove_tree
@@ -167,12 +175,54 @@ def recover_orphan(pipeline: Pipeline, orphan: Orphan) -> str | None:
     # (never described by rows: those come only with "completed").
     remove_job_files(pipeline.settings, orphan.job_id)
     log.warning("job %s recovered (%s): %s", orphan.job_id, orphan.reason, status.value)
+    note = release_orphan_work(pipeline, orphan.job_id)
+    if note and status is not JobStatus.QUEUED:
+        # The job ends here: its message is where the user looks. (A retried
+        # job's message is reset by its next claim, so the log has it.)
+        state.transition(
+            pipeline,
+            orphan.job_id,
+            [_T.c.status == status.value, _T.c.version == event.version],
+            {"error_message": f"{values['error_message']} {note}"},
+        )
     if status is JobStatus.QUEUED:
         try:
             dispatch(pipeline, orphan.job_id, fail_job=False)
         except Exception as exc:  # still queued: the next sweep sends it
             log.error("could not requeue job %s: %s", orphan.job_id, exc)
     return status.value
+
+
+def release_orphan_work(pipeline: Pipeline, job_id: str) -> str:
+    """Cancel a dead run's LALAL.AI tasks and delete its upload; returns what
+    happened in words ("" when the job had nothing at the provider).
+
+    Called by the reconciler that won the orphan, after its UPDATE and before
+    the retry is sent: nobody owns the row now, so the ids read here are final
+    and the retry's claim (which clears them) cannot have happened yet.
+    """
+    with pipeline.db.session() as session:
+        job = session.get(ProcessingJob, job_id)
+        if job is None or job.engine != "lalalai":
+            return ""
+        task_ids = [str(task_id) for task_id in job.provider_task_ids or []]
+        source_id = job.provider_source_id
+        if not task_ids and not source_id:
+            return ""
+        try:
+            # The same precedence the job used: the owner's own key, else the
+            # installation's.
+            api_key = lalalai_key_for(pipeline.settings, session.get(UserSettings, job.user_id))
+        except Exception as exc:  # e.g. a stored key the current secret cannot read
+            api_key = None
+            log.warning("job %s: cannot read its owner's LALAL.AI key: %s", job_id, exc)
+    outcome = release_provider_work(pipeline.settings, api_key, task_ids, source_id)
+    note = outcome.summary()
+    log.warning(
+        "job %s: the stopped run's LALAL.AI work (tasks %s, source %s): %s",
+        job_id, ", ".join(task_ids) or "none", source_id or "none", note,
+    )
+    return note
 
 
 def redispatch_lost(pipeline: Pipeline, now: datetime | None = None) -> list[str]:

@@ -102,8 +102,37 @@ def claim(pipeline: Pipeline, job_id: str, worker_id: str) -> JobEvent | None:
             "progress": 0,
             "error_message": None,
             "error_code": None,
+            # A new run: the row shows this run's provider work, not a dead one's
+            # (recovery released that before sending the retry).
+            "provider_task_ids": [],
+            "provider_source_id": None,
         },
     )
+
+
+def record_provider_work(
+    pipeline: Pipeline,
+    job_id: str,
+    worker_id: str,
+    task_ids: Sequence[str],
+    source_id: str | None,
+) -> bool:
+    """Store the provider's ids of a running job's work; False when the job is
+    no longer this worker's (then the ids are not its business any more).
+
+    No ``version`` bump and no event: nothing a subscriber shows changed, and
+    the row is what recovery reads after a crash.
+    """
+    with pipeline.db.transaction() as session:
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                update(_T)
+                .where(_T.c.id == job_id, *_owned(worker_id))
+                .values(provider_task_ids=list(task_ids), provider_source_id=source_id)
+            ),
+        )
+        return bool(result.rowcount)
 
 
 def set_progress(pipeline: Pipeline, job_id: str, worker_id: str, progress: int) -> JobEvent | None:
