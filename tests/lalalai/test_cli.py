@@ -104,8 +104,9 @@ def test_task_failure_reports_the_providers_words(
 
 
 def test_no_key_says_how_to_set_one(fake: FakeLalalai, song: Path, tmp_path: Path) -> None:
-    done = soundforge(fake, str(song), "-o", str(tmp_path / "out"), LALALAI_API_KEY="")
-    assert done.returncode != 0
+    done = soundforge(fake, str(song), "-o", str(tmp_path / "out"), LALALAI_API_KEY="",
+                      SYSTEM_LALALAI_ACTIVATION_KEY="")
+    assert done.returncode == 2, "no key is a usage error, like a bad option"
     assert "LALALAI_API_KEY" in done.stderr and "SYSTEM_LALALAI_ACTIVATION_KEY" in done.stderr
     assert sum(fake.calls.values()) == 0
 

@@ -24,6 +24,7 @@ from soundforge.api import track_folder
 from soundforge.cli.output import emit_json, error, stderr, stdout
 from soundforge.config import get_settings
 from soundforge.engines.base import Engine, SeparationOptions
+from soundforge.engines.lalalai.keys import require_key
 from soundforge.engines.registry import ENGINE_NAMES, create_engine
 from soundforge.errors import SoundForgeError
 from soundforge.stems import parse_stem_list
@@ -90,6 +91,11 @@ def separate_command(
             splitter=splitter,
             extraction_level=extraction_level,
         )
+        if engine == "lalalai":
+            # A missing key is a setup mistake like a bad option: refuse it
+            # with the usage code before any input is touched. The CLI has no
+            # key option, so this is the engine's own precedence.
+            require_key(None, settings)
         runner = create_engine(engine, settings)
         options = runner.validate(options)
     except SoundForgeError as exc:
