@@ -88,8 +88,13 @@ def build_full_repo(repo: Path, quick: bool) -> None:
 
     def kwargs(sources: list[str]) -> dict[str, Any]:
         if quick:  # same code paths, a fraction of the work
-            return {"sources": sources, "channels": 8, "t_layers": 1, "bottom_channels": 64,
-                    "segment": Fraction(39, 5)}
+            return {
+                "sources": sources,
+                "channels": 8,
+                "t_layers": 1,
+                "bottom_channels": 64,
+                "segment": Fraction(39, 5),
+            }
         return {"sources": sources, "bottom_channels": 512, "segment": Fraction(39, 5)}
 
     _bag(repo, "htdemucs", [_save(repo, HTDemucs, kwargs(FOUR), 1)])
@@ -99,13 +104,21 @@ def build_full_repo(repo: Path, quick: bool) -> None:
 
 
 def build_tiny_repo(repo: Path) -> None:
-    """A tiny htdemucs with the published segment, for the memory cases."""
+    """A tiny htdemucs with the published segment, for the memory cases: the
+    buffers are the same as the full model's, the work per segment far smaller
+    (no transformer, no residual branches), so an hour of audio fits the run."""
     from demucs.htdemucs import HTDemucs
 
     repo.mkdir(parents=True, exist_ok=True)
-    kwargs = {"sources": FOUR, "channels": 4, "t_layers": 1, "t_heads": 2,
-              "t_hidden_scale": 1.0, "bottom_channels": 0, "dconv_comp": 2,
-              "segment": Fraction(39, 5)}
+    kwargs = {
+        "sources": FOUR,
+        "channels": 2,
+        "t_layers": 0,
+        "dconv_mode": 0,
+        "rewrite": False,
+        "bottom_channels": 0,
+        "segment": Fraction(39, 5),
+    }
     _bag(repo, "htdemucs", [_save(repo, HTDemucs, kwargs, 3)])
 
 
@@ -115,8 +128,9 @@ def write_song(path: Path, seconds: float, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     block = RATE * 10
     total = int(seconds * RATE)
-    with sf.SoundFile(str(path), "w", samplerate=RATE, channels=2,
-                      format="WAV", subtype="PCM_16") as out:
+    with sf.SoundFile(
+        str(path), "w", samplerate=RATE, channels=2, format="WAV", subtype="PCM_16"
+    ) as out:
         for start in range(0, total, block):
             n = min(block, total - start)
             t = (start + np.arange(n)) / RATE
@@ -152,10 +166,18 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
     configure_threads(args.threads)
     model = load_model(args.model, Path(args.repo))
     request = RunRequest(
-        id="bench", input=args.input, output_dir=args.out, model=args.model,
-        stems=tuple(args.stems.split(",")) if args.stems else None, format="wav",
-        wav_depth="float", shifts=args.shifts, overlap=args.overlap, segment=args.segment,
-        seed=args.seed, threads=args.threads,
+        id="bench",
+        input=args.input,
+        output_dir=args.out,
+        model=args.model,
+        stems=tuple(args.stems.split(",")) if args.stems else None,
+        format="wav",
+        wav_depth="float",
+        shifts=args.shifts,
+        overlap=args.overlap,
+        segment=args.segment,
+        seed=args.seed,
+        threads=args.threads,
     )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -182,8 +204,13 @@ def worker_reference(args: argparse.Namespace) -> dict[str, Any]:
     mean, std = ref.mean(), ref.std() + 1e-8
     random.seed(args.seed)
     with torch.no_grad():
-        out = apply_model(model, ((mix - mean) / std)[None], shifts=args.shifts,
-                          overlap=args.overlap, segment=args.segment)[0]
+        out = apply_model(
+            model,
+            ((mix - mean) / std)[None],
+            shifts=args.shifts,
+            overlap=args.overlap,
+            segment=args.segment,
+        )[0]
     out = out * std + mean
     seconds = time.perf_counter() - started
     stems = {}
@@ -204,12 +231,21 @@ def worker_warm(args: argparse.Namespace) -> dict[str, Any]:
     loads = []
     with LocalEngine(Settings(model_repo=Path(args.repo), demucs_timeout=600)) as engine:
         for job in range(2):
-            engine.separate(Path(args.input), SeparationOptions(model="htdemucs"), None, None,
-                            Path(args.out) / f"job{job}")
+            engine.separate(
+                Path(args.input),
+                SeparationOptions(model="htdemucs"),
+                None,
+                None,
+                Path(args.out) / f"job{job}",
+            )
             result = engine.last_result
-            loads.append({"load_seconds": result.get("load_seconds"),
-                          "model_reused": result.get("model_reused"),
-                          "model_loads": result.get("model_loads")})
+            loads.append(
+                {
+                    "load_seconds": result.get("load_seconds"),
+                    "model_reused": result.get("model_reused"),
+                    "model_loads": result.get("model_loads"),
+                }
+            )
     return {"jobs": loads}
 
 
@@ -235,7 +271,7 @@ def sdiff_db(ours: dict[str, str], ref: dict[str, str]) -> float:
             continue
         mine, _ = sf.read(path, dtype="float64", always_2d=True)
         theirs = np.load(ref[name]).astype(np.float64).T
-        signal += float((theirs ** 2).sum())
+        signal += float((theirs**2).sum())
         noise += float(((mine - theirs) ** 2).sum())
     return float("inf") if noise == 0 else 10 * np.log10(signal / noise)
 
@@ -254,15 +290,16 @@ def machine() -> str:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return (f"{cpu}, {os.cpu_count()} cores ({simd}), {memory:.0f} GiB, no GPU used; "
-            f"Python {platform.python_version()}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
+    return (
+        f"{cpu}, {os.cpu_count()} cores ({simd}), {memory:.0f} GiB, no GPU used; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
 
 
 def timed_command(command: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT,
-                          check=False)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
@@ -312,25 +349,42 @@ def _bench(work: Path, quick: bool) -> None:
     seconds = 30.0
     song = write_song(work / "song.wav", seconds)
     settings = {"shifts": 1, "overlap": 0.25, "seed": SEED}
-    print(f"Input: {seconds:.0f} s stereo 44.1 kHz; shifts={settings['shifts']}, "
-          f"overlap={settings['overlap']}, default segment (7.8 s), same seed both sides.\n",
-          flush=True)
+    print(
+        f"Input: {seconds:.0f} s stereo 44.1 kHz; shifts={settings['shifts']}, "
+        f"overlap={settings['overlap']}, default segment (7.8 s), same seed both sides.\n",
+        flush=True,
+    )
 
     rows: list[list[str]] = []
 
-    def speed_case(label: str, model: str, stems: str | None,
-                   reference: dict[str, Any] | None = None) -> dict[str, Any]:
-        ours = run_worker("ours", model=model, repo=repo, input=song, out=work / f"o-{label}",
-                          stems=stems, **settings)
+    def speed_case(
+        label: str, model: str, stems: str | None, reference: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        ours = run_worker(
+            "ours",
+            model=model,
+            repo=repo,
+            input=song,
+            out=work / f"o-{label}",
+            stems=stems,
+            **settings,
+        )
         if reference is None:
-            reference = run_worker("ref", model=model, repo=repo, input=song,
-                                   out=work / f"r-{model}", **settings)
+            reference = run_worker(
+                "ref", model=model, repo=repo, input=song, out=work / f"r-{model}", **settings
+            )
         ratio = reference["seconds"] / ours["seconds"]
-        rows.append([
-            label, f"{ours['seconds'] / seconds:.3f}", f"{reference['seconds'] / seconds:.3f}",
-            f"{ratio:.2f}×", f"{ours['peak_mb']:.0f}", f"{reference['peak_mb']:.0f}",
-            f"{sdiff_db(ours['stems'], reference['stems']):.1f}",
-        ])
+        rows.append(
+            [
+                label,
+                f"{ours['seconds'] / seconds:.3f}",
+                f"{reference['seconds'] / seconds:.3f}",
+                f"{ratio:.2f}×",
+                f"{ours['peak_mb']:.0f}",
+                f"{reference['peak_mb']:.0f}",
+                f"{sdiff_db(ours['stems'], reference['stems']):.1f}",
+            ]
+        )
         print("  " + " | ".join(rows[-1]), flush=True)
         return reference
 
@@ -341,13 +395,22 @@ def _bench(work: Path, quick: bool) -> None:
     speed_case("htdemucs_ft, vocals only", "htdemucs_ft", "vocals", ft_reference)
     speed_case("htdemucs_6s, 6 stems", "htdemucs_6s", None)
 
-    print("\nPeak memory with a tiny htdemucs (shifts=0, overlap=0, one thread each, "
-          "both runs side by side):", flush=True)
+    print(
+        "\nPeak memory with a tiny htdemucs (shifts=0, overlap=0, one thread each, "
+        "both runs side by side):",
+        flush=True,
+    )
     memory_rows = []
     for minutes in (0.5, 2.0) if quick else (5.0, 60.0):
         long_song = write_song(work / f"long-{minutes:g}.wav", minutes * 60, seed=2)
-        common = {"model": "htdemucs", "repo": tiny, "input": long_song, "shifts": 0,
-                  "overlap": 0.0, "threads": 1}
+        common = {
+            "model": "htdemucs",
+            "repo": tiny,
+            "input": long_song,
+            "shifts": 0,
+            "overlap": 0.0,
+            "threads": 1,
+        }
         # Side by side: each is one process with one thread, so the two do not
         # share a core; memory is what is measured here.
         import concurrent.futures
@@ -365,29 +428,59 @@ def _bench(work: Path, quick: bool) -> None:
     short = write_song(work / "short.wav", 5.0, seed=3)
     warm = run_worker("warm", repo=repo, input=short, out=work / "warm")
     for index, job in enumerate(warm["jobs"], 1):
-        print(f"  job {index}: model load {job['load_seconds']:.2f} s, "
-              f"reused={job['model_reused']}, loads so far={job['model_loads']}", flush=True)
+        print(
+            f"  job {index}: model load {job['load_seconds']:.2f} s, "
+            f"reused={job['model_reused']}, loads so far={job['model_loads']}",
+            flush=True,
+        )
 
     print("\nWhole process, htdemucs, 30 s MP3 → 4 MP3 stems (wall seconds):", flush=True)
     mp3 = to_mp3(song, work / "song.mp3")
-    env = dict(os.environ, SOUNDFORGE_MODEL_REPO=str(repo),
-               SOUNDFORGE_DATA_DIR=str(work / "data"), HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ,
+        SOUNDFORGE_MODEL_REPO=str(repo),
+        SOUNDFORGE_DATA_DIR=str(work / "data"),
+        HF_HUB_OFFLINE="1",
+    )
     soundforge = str(Path(PYTHON).parent / "soundforge")
     ours_runs, official_runs = [], []
-    for run in range(2 if quick else 3):
-        ours_runs.append(timed_command(
-            [soundforge, "separate", str(mp3), "--format", "mp3", "-o", str(work / f"sf{run}")],
-            env))
-        official_runs.append(timed_command(
-            [PYTHON, "-m", "demucs.separate", "--repo", str(repo), "-n", "htdemucs", "--mp3",
-             "-o", str(work / f"dm{run}"), str(mp3)], env))
-        print(f"  run {run + 1}: soundforge {ours_runs[-1]:.1f} s, "
-              f"demucs.separate {official_runs[-1]:.1f} s", flush=True)
+    for run in range(2):
+        ours_runs.append(
+            timed_command(
+                [soundforge, "separate", str(mp3), "--format", "mp3", "-o", str(work / f"sf{run}")],
+                env,
+            )
+        )
+        official_runs.append(
+            timed_command(
+                [
+                    PYTHON,
+                    "-m",
+                    "demucs.separate",
+                    "--repo",
+                    str(repo),
+                    "-n",
+                    "htdemucs",
+                    "--mp3",
+                    "-o",
+                    str(work / f"dm{run}"),
+                    str(mp3),
+                ],
+                env,
+            )
+        )
+        print(
+            f"  run {run + 1}: soundforge {ours_runs[-1]:.1f} s, "
+            f"demucs.separate {official_runs[-1]:.1f} s",
+            flush=True,
+        )
     ours_median, official_median = statistics.median(ours_runs), statistics.median(official_runs)
 
     print("\n## Results\n")
-    print("| case | SoundForge s/s | apply_model s/s | speed-up | SoundForge peak MiB "
-          "| apply_model peak MiB | SDiff dB |")
+    print(
+        "| case | SoundForge s/s | apply_model s/s | speed-up | SoundForge peak MiB "
+        "| apply_model peak MiB | SDiff dB |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
@@ -401,8 +494,10 @@ def _bench(work: Path, quick: bool) -> None:
     print(f"| `python -m demucs.separate -n htdemucs --mp3 song.mp3` | {official_median:.1f} |")
     print(f"| speed-up | {official_median / ours_median:.2f}× |")
     first, second = warm["jobs"]
-    print(f"\nWarm runner: first job loaded the model in {first['load_seconds']:.2f} s, "
-          f"the second in {second['load_seconds']:.2f} s (reused: {second['model_reused']}).")
+    print(
+        f"\nWarm runner: first job loaded the model in {first['load_seconds']:.2f} s, "
+        f"the second in {second['load_seconds']:.2f} s (reused: {second['model_reused']})."
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,13 @@ def decoded_mix(model: Any, path: Path) -> torch.Tensor:
 
 
 def reference_estimates(
-    model: Any, path: Path, *, shifts: int, overlap: float = 0.25,
-    segment: float | None = None, seed: int | None = None,
+    model: Any,
+    path: Path,
+    *,
+    shifts: int,
+    overlap: float = 0.25,
+    segment: float | None = None,
+    seed: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(decoded mix, {source: estimate}) at the model's rate, as the official API gives them."""
     mix = decoded_mix(model, path)
@@ -36,8 +41,12 @@ def reference_estimates(
         random.seed(seed)
     with torch.no_grad():
         out = apply_model(
-            model, ((mix - mean) / std)[None], shifts=shifts, overlap=overlap,
-            segment=segment, progress=False,
+            model,
+            ((mix - mean) / std)[None],
+            shifts=shifts,
+            overlap=overlap,
+            segment=segment,
+            progress=False,
         )[0]
     out = out * std + mean
     return mix, dict(zip(model.sources, out, strict=True))

@@ -45,19 +45,31 @@ def models(tiny_repo: Path) -> dict[str, Any]:
 def run(model: Any, name: str, source: Path, out: Path, **options: Any) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     request = RunRequest(
-        id="t", input=str(source), output_dir=str(out), model=name, format="wav",
-        wav_depth="float", **options,
+        id="t",
+        input=str(source),
+        output_dir=str(out),
+        model=name,
+        format="wav",
+        wav_depth="float",
+        **options,
     )
     calls: list[float] = []
-    stems = separate_file(model, request, lambda fraction, _stage: calls.append(fraction),
-                          lambda: False)
+    stems = separate_file(
+        model, request, lambda fraction, _stage: calls.append(fraction), lambda: False
+    )
     assert calls == sorted(calls) and calls[-1] == 1.0
     return stems
 
 
 def check(
-    model: Any, stems: dict[str, str], source: Path, *, channels: int = 2, shifts: int,
-    seed: int | None = None, segment: float | None = None,
+    model: Any,
+    stems: dict[str, str],
+    source: Path,
+    *,
+    channels: int = 2,
+    shifts: int,
+    seed: int | None = None,
+    segment: float | None = None,
 ) -> float:
     _, ref = reference_estimates(model, source, shifts=shifts, seed=seed, segment=segment)
     expected = {name: as_written(ref[name], channels) for name in stems if name in ref}
@@ -80,9 +92,11 @@ LENGTHS = {"short": 0.7, "stride_multiple": 2 * STRIDE / RATE, "ragged": 3.7}
 # Every length for htdemucs, one for the others (whose networks run the same
 # code); the full matrix runs with the slow tests.
 CASES = [
-    pytest.param(name, length, marks=[] if name == "htdemucs" or length == "ragged"
-                 else [pytest.mark.slow])
-    for name in ("htdemucs", "htdemucs_ft", "htdemucs_6s") for length in LENGTHS
+    pytest.param(
+        name, length, marks=[] if name == "htdemucs" or length == "ragged" else [pytest.mark.slow]
+    )
+    for name in ("htdemucs", "htdemucs_ft", "htdemucs_6s")
+    for length in LENGTHS
 ]
 
 
@@ -116,9 +130,7 @@ def test_matches_a_seeded_apply_model_with_one_shift(
     check(models[name], stems, source, shifts=1, seed=11)
 
 
-def test_two_shifts_run_in_lockstep_and_still_match(
-    models: dict[str, Any], tmp_path: Path
-) -> None:
+def test_two_shifts_run_in_lockstep_and_still_match(models: dict[str, Any], tmp_path: Path) -> None:
     source = write_audio(tmp_path / "in.wav", seconds=2.5)
     stems = run(models["htdemucs"], "htdemucs", source, tmp_path / "out", shifts=2, seed=3)
     check(models["htdemucs"], stems, source, shifts=2, seed=3)
@@ -140,9 +152,7 @@ def test_mono_input_matches(models: dict[str, Any], tmp_path: Path) -> None:
     check(models["htdemucs"], stems, source, channels=1, shifts=0)
 
 
-def test_shorter_segment_than_the_models_matches(
-    models: dict[str, Any], tmp_path: Path
-) -> None:
+def test_shorter_segment_than_the_models_matches(models: dict[str, Any], tmp_path: Path) -> None:
     source = write_audio(tmp_path / "in.wav", seconds=2.2)
     stems = run(models["htdemucs"], "htdemucs", source, tmp_path / "out", shifts=0, segment=1.5)
     check(models["htdemucs"], stems, source, shifts=0, segment=1.5)
@@ -152,8 +162,9 @@ def test_two_stems_of_a_single_model_keep_the_official_complement(
     models: dict[str, Any], tmp_path: Path
 ) -> None:
     source = write_audio(tmp_path / "in.wav", seconds=2.5)
-    stems = run(models["htdemucs"], "htdemucs", source, tmp_path / "out", shifts=0,
-                two_stems="drums")
+    stems = run(
+        models["htdemucs"], "htdemucs", source, tmp_path / "out", shifts=0, two_stems="drums"
+    )
     assert set(stems) == {"drums", "no_drums"}
     check(models["htdemucs"], stems, source, shifts=0)
 
@@ -170,6 +181,7 @@ class CountingCalls:
     def _hook(self, index: int) -> Any:
         def hook(*_args: Any) -> None:
             self.calls[index] += 1
+
         return hook
 
     def close(self) -> None:
@@ -184,8 +196,9 @@ def test_one_stem_of_htdemucs_ft_runs_only_its_specialist(
     source = write_audio(tmp_path / "in.wav", seconds=2.2)
     counter = CountingCalls(model)
     try:
-        stems = run(model, "htdemucs_ft", source, tmp_path / "out", shifts=1, seed=4,
-                    two_stems="vocals")
+        stems = run(
+            model, "htdemucs_ft", source, tmp_path / "out", shifts=1, seed=4, two_stems="vocals"
+        )
     finally:
         counter.close()
     vocals = model.sources.index("vocals")
@@ -208,8 +221,9 @@ def test_a_subset_of_stems_runs_only_the_members_it_needs(
     source = write_audio(tmp_path / "in.wav", seconds=2.0)
     counter = CountingCalls(model)
     try:
-        stems = run(model, "htdemucs_ft", source, tmp_path / "out", shifts=0,
-                    stems=("drums", "bass"))
+        stems = run(
+            model, "htdemucs_ft", source, tmp_path / "out", shifts=0, stems=("drums", "bass")
+        )
     finally:
         counter.close()
     assert set(stems) == {"drums", "bass"}

@@ -34,19 +34,27 @@ def one_thread() -> Any:
 
 def request_for(name: str, source: Path, out: Path, **options: Any) -> RunRequest:
     out.mkdir(parents=True, exist_ok=True)
-    return RunRequest(id="t", input=str(source), output_dir=str(out), model=name,
-                      wav_depth="float", **options)
+    return RunRequest(
+        id="t", input=str(source), output_dir=str(out), model=name, wav_depth="float", **options
+    )
 
 
 def separate_with(model: Any, request: RunRequest, backend: Any) -> dict[str, str]:
     stats = measure(request, model, lambda: False)
     mean, std = stats.tensors()
     outputs = tuple(model.sources)
-    plan = make_plan(model, stats.length, needed_sources(outputs), shifts=request.shifts,
-                     overlap=request.overlap, segment=request.segment,
-                     device=torch.device("cpu"))
-    return stream_to_files(model, request, outputs, stats, plan, backend,
-                           lambda *_: None, lambda: False, mean, std)
+    plan = make_plan(
+        model,
+        stats.length,
+        needed_sources(outputs),
+        shifts=request.shifts,
+        overlap=request.overlap,
+        segment=request.segment,
+        device=torch.device("cpu"),
+    )
+    return stream_to_files(
+        model, request, outputs, stats, plan, backend, lambda *_: None, lambda: False, mean, std
+    )
 
 
 @pytest.mark.parametrize("name", ["htdemucs", "mdx_extra"])
@@ -54,12 +62,19 @@ def test_fast_and_reference_backends_agree(tiny_repo: Path, tmp_path: Path, name
     model = load_model(name, tiny_repo)
     source = write_audio(tmp_path / "in.wav", seconds=2.6)
     segment = 0.8 if name == "mdx_extra" else None
-    ref = separate_with(model, request_for(name, source, tmp_path / "ref", shifts=0,
-                                           segment=segment), ReferenceBackend(torch.device("cpu")))
-    ours = separate_with(model, request_for(name, source, tmp_path / "fast", shifts=0,
-                                            segment=segment), FastCpuBackend())
-    db = sdiff_db({k: read_stem(v) for k, v in ours.items()},
-                  {k: read_stem(v) for k, v in ref.items()})
+    ref = separate_with(
+        model,
+        request_for(name, source, tmp_path / "ref", shifts=0, segment=segment),
+        ReferenceBackend(torch.device("cpu")),
+    )
+    ours = separate_with(
+        model,
+        request_for(name, source, tmp_path / "fast", shifts=0, segment=segment),
+        FastCpuBackend(),
+    )
+    db = sdiff_db(
+        {k: read_stem(v) for k, v in ours.items()}, {k: read_stem(v) for k, v in ref.items()}
+    )
     assert db >= MIN_SDIFF_DB
 
 
@@ -71,8 +86,15 @@ def test_fused_attention_restores_the_global_switch() -> None:
 
 
 def plan_for(model: Any) -> Any:
-    return make_plan(model, 44100, list(model.sources), shifts=0, overlap=0.25, segment=None,
-                     device=torch.device("cpu"))
+    return make_plan(
+        model,
+        44100,
+        list(model.sources),
+        shifts=0,
+        overlap=0.25,
+        segment=None,
+        device=torch.device("cpu"),
+    )
 
 
 def test_the_cpu_uses_the_fast_path_for_the_offered_networks(tiny_repo: Path) -> None:

@@ -35,7 +35,6 @@ from soundforge.engines.local.streaming import (
     Plan,
     RunningStats,
     SegmentBackend,
-    guard_std,
     make_plan,
     run_stream,
 )
@@ -50,17 +49,6 @@ ShouldStop = Callable[[], bool]
 # Progress given to the first (measuring) decoding pass; separating and writing
 # share the rest, since stems are written while segments are computed.
 STATS_SHARE = 0.03
-
-
-def normalise(mix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The official API's input normalisation on a whole ``(channels, n)`` mix:
-    ``(mix - mean) / (std + 1e-8)`` of the channel average. Digital silence is
-    left unscaled. (Streaming computes the same statistics in one pass.)"""
-    ref = mix.mean(0)
-    mean = ref.mean()
-    std = float(ref.std()) if ref.numel() > 1 else 0.0
-    std_t = torch.tensor(guard_std(std), dtype=torch.float32)
-    return (mix - mean) / std_t, mean, std_t
 
 
 def measure(request: RunRequest, model: Any, should_stop: Callable[[], bool]) -> MixStats:
@@ -93,8 +81,11 @@ def needed_sources(outputs: tuple[str, ...]) -> list[str]:
 
 
 def map_outputs(
-    sources: list[str], estimates: torch.Tensor, raw: torch.Tensor,
-    outputs: tuple[str, ...], pruned: bool,
+    sources: list[str],
+    estimates: torch.Tensor,
+    raw: torch.Tensor,
+    outputs: tuple[str, ...],
+    pruned: bool,
 ) -> dict[str, torch.Tensor]:
     """One block of every requested output file."""
     by_name = dict(zip(sources, estimates, strict=True))
@@ -132,24 +123,40 @@ def separate_file(
     stats = measure(request, model, should_stop)
     mean, std = stats.tensors()
     plan = make_plan(
-        model, stats.length, needed_sources(outputs),
-        shifts=request.shifts, overlap=request.overlap, segment=request.segment, device=device,
+        model,
+        stats.length,
+        needed_sources(outputs),
+        shifts=request.shifts,
+        overlap=request.overlap,
+        segment=request.segment,
+        device=device,
     )
     if plan.pruned:
         log.info(
             "running %d of %d networks of %s for %s",
-            len(plan.active_members), len(plan.members), request.model, ", ".join(outputs),
+            len(plan.active_members),
+            len(plan.members),
+            request.model,
+            ", ".join(outputs),
         )
     backend = choose_backend(model, plan, device, request)
     on_progress(STATS_SHARE, "separating")
-    return stream_to_files(model, request, outputs, stats, plan, backend, on_progress,
-                           should_stop, mean, std)
+    return stream_to_files(
+        model, request, outputs, stats, plan, backend, on_progress, should_stop, mean, std
+    )
 
 
 def stream_to_files(
-    model: Any, request: RunRequest, outputs: tuple[str, ...], stats: MixStats, plan: Plan,
-    backend: SegmentBackend, on_progress: Progress, should_stop: ShouldStop,
-    mean: torch.Tensor, std: torch.Tensor,
+    model: Any,
+    request: RunRequest,
+    outputs: tuple[str, ...],
+    stats: MixStats,
+    plan: Plan,
+    backend: SegmentBackend,
+    on_progress: Progress,
+    should_stop: ShouldStop,
+    mean: torch.Tensor,
+    std: torch.Tensor,
 ) -> dict[str, str]:
     reader = AudioReader(request.input, model.samplerate, model.audio_channels)
     info = reader.info
@@ -162,9 +169,13 @@ def stream_to_files(
     try:
         for name in outputs:
             writers[name] = StemWriter(
-                out_dir / stem_filename(name, request.format), request.format,
-                sample_rate=out_rate, channels=channels, source_rate=model.samplerate,
-                source_channels=model.audio_channels, wav_depth=request.wav_depth,
+                out_dir / stem_filename(name, request.format),
+                request.format,
+                sample_rate=out_rate,
+                channels=channels,
+                source_rate=model.samplerate,
+                source_channels=model.audio_channels,
+                wav_depth=request.wav_depth,
                 mp3_bitrate=request.mp3_bitrate,
             )
         feed = MixFeed(iter(reader), stats.length, model.audio_channels, mean, std)

@@ -151,10 +151,12 @@ def overlap_weight(
     segment_length: int, transition_power: float, device: torch.device
 ) -> torch.Tensor:
     # Built exactly as apply_model builds it (integer ramps, divided by the max).
-    weight = torch.cat([
-        torch.arange(1, segment_length // 2 + 1, device=device),
-        torch.arange(segment_length - segment_length // 2, 0, -1, device=device),
-    ])
+    weight = torch.cat(
+        [
+            torch.arange(1, segment_length // 2 + 1, device=device),
+            torch.arange(segment_length - segment_length // 2, 0, -1, device=device),
+        ]
+    )
     return (weight / weight.max()) ** transition_power
 
 
@@ -254,8 +256,12 @@ class MixFeed:
     way), and what no pass needs any more is dropped."""
 
     def __init__(
-        self, blocks: Iterator[np.ndarray], length: int, channels: int,
-        mean: torch.Tensor, std: torch.Tensor,
+        self,
+        blocks: Iterator[np.ndarray],
+        length: int,
+        channels: int,
+        mean: torch.Tensor,
+        std: torch.Tensor,
     ) -> None:
         self._blocks = blocks
         self.length = length
@@ -392,10 +398,18 @@ def make_plan(
         if stride <= 0:
             raise EngineError("The overlap leaves no stride between segments.")
         active = not is_bag or any(net_weights[k] != 0 for k in needed)
-        members.append(Member(
-            index, net, net_weights, segment_length, stride,
-            overlap_weight(segment_length, transition_power, device), segment, active,
-        ))
+        members.append(
+            Member(
+                index,
+                net,
+                net_weights,
+                segment_length,
+                stride,
+                overlap_weight(segment_length, transition_power, device),
+                segment,
+                active,
+            )
+        )
     if not any(m.active for m in members):
         raise EngineError("No model of the bag contributes to the requested stems.")
     passes: list[Pass] = []
@@ -482,9 +496,7 @@ def _pop(pass_: Pass, n: int) -> torch.Tensor:
     return out
 
 
-def _accumulate(
-    pass_: Pass, offset: int, contribution: torch.Tensor, weight: torch.Tensor
-) -> None:
+def _accumulate(pass_: Pass, offset: int, contribution: torch.Tensor, weight: torch.Tensor) -> None:
     """``out[..., o:o+l] += w * y; sum_weight[o:o+l] += w`` on a rolling buffer."""
     n = contribution.shape[-1]
     if pass_.acc is None:
@@ -600,7 +612,5 @@ def run_stream(
                 keep_from = min(keep_from, max(0, p.segment_bounds(p.next_segment)[2]))
         feed.release(keep_from)
     if combiner.done != length:
-        raise EngineError(
-            f"internal: separated {combiner.done} of {length} samples"
-        )
+        raise EngineError(f"internal: separated {combiner.done} of {length} samples")
     feed.finish()
