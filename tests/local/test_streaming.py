@@ -15,7 +15,7 @@ from soundforge.engines.local.inference import separate_file
 from soundforge.engines.local.loader import load_model
 from soundforge.engines.local.request import RunRequest
 from soundforge.engines.local.streaming import RunningStats, guard_std
-from soundforge.errors import CancelledError
+from soundforge.errors import CancelledError, InvalidOptionError
 from tests.local.equivalence_support import read_stem
 from tests.support.audio import write_audio
 from tests.support.tiny_models import TINY_SEGMENT
@@ -135,3 +135,16 @@ def test_silence_is_not_scaled_up() -> None:
     assert guard_std(0.0) == 1.0
     assert guard_std(float("nan")) == 1.0
     assert guard_std(0.25) == 0.25 + 1e-8
+
+
+def test_a_segment_longer_than_the_transformer_allows_is_refused(
+    htdemucs: Any, tmp_path: Path
+) -> None:
+    source = write_audio(tmp_path / "in.wav", seconds=1.0)
+    with pytest.raises(InvalidOptionError, match="longer than this model allows"):
+        separate_file(
+            htdemucs,
+            request(source, tmp_path / "out", segment=float(TINY_SEGMENT) + 1),
+            lambda *_: None,
+            lambda: False,
+        )

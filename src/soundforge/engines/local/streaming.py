@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from soundforge.errors import CancelledError, EngineError
+from soundforge.errors import CancelledError, EngineError, InvalidOptionError
 
 # (fraction done 0..1, stage) → None
 Progress = Callable[[float, str], None]
@@ -387,11 +387,19 @@ def make_plan(
     """
     if transition_power < 1:
         raise EngineError("transition_power < 1 is not supported (apply_model refuses it).")
+    from demucs.htdemucs import HTDemucs
+
     networks, weights, is_bag = bag_members(model)
     sources = list(model.sources)
     needed = tuple(sources.index(s) for s in needed_sources)
     members: list[Member] = []
     for index, (net, net_weights) in enumerate(zip(networks, weights, strict=True)):
+        if segment is not None and isinstance(net, HTDemucs) and segment > net.segment:
+            # The transformer was trained on this length; the official CLI refuses too.
+            raise InvalidOptionError(
+                f"--segment {segment:g} is longer than this model allows "
+                f"({float(net.segment):.2f} s); use a shorter segment or none."
+            )
         seg = segment if segment is not None else net.segment
         segment_length = int(net.samplerate * seg)
         stride = int((1 - overlap) * segment_length)
