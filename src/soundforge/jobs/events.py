@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, Self
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, Row, or_, select
 
 from soundforge.config import Settings
 from soundforge.db.base import utcnow
@@ -94,7 +94,8 @@ class JobEvent:
         return cls(**{key: data.get(key) for key in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
     @classmethod
-    def from_job(cls, job: ProcessingJob) -> JobEvent:
+    def from_job(cls, job: ProcessingJob | Row[Any]) -> JobEvent:
+        """From a job object or a row of the jobs table (same column names)."""
         return cls(
             job_id=job.id,
             user_id=job.user_id,

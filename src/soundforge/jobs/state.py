@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Table, select, update
+from sqlalchemy import ColumnElement, Table, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -35,19 +35,6 @@ _EVENT_COLUMNS = (
 )
 
 
-def _event(row: Row[Any]) -> JobEvent:
-    updated = row.updated_at
-    return JobEvent(
-        job_id=row.id,
-        user_id=row.user_id,
-        track_id=row.track_id,
-        status=row.status,
-        progress=row.progress,
-        version=row.version,
-        error_message=row.error_message,
-        error_code=row.error_code,
-        updated_at=updated.isoformat() if updated is not None else None,
-    )
 
 
 def transition_in(
@@ -65,7 +52,7 @@ def transition_in(
         .returning(*_EVENT_COLUMNS)
     )
     row = session.execute(statement).first()
-    return _event(row) if row is not None else None
+    return JobEvent.from_job(row) if row is not None else None
 
 
 def transition(
