@@ -210,13 +210,29 @@ class AsyncSubscription(Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
 
 
-class _SyncBase:
-    """``get``/iteration on top of a backend's ``_fetch(timeout)``."""
+class _Buffered:
+    """What the sync and async subscriptions share: events fetched from the
+    backend but not handed out yet, filtered by the watch."""
 
     def __init__(self, watch: _Watch) -> None:
         self._watch = watch
         self._pending: list[JobEvent] = []
         self._closed = False
+
+    def _take(self) -> JobEvent | None:
+        while self._pending:
+            event = self._pending.pop(0)
+            if self._watch.accept(event):
+                return event
+        return None
+
+    @property
+    def done(self) -> bool:
+        return self._watch.done and not self._pending
+
+
+class _SyncBase(_Buffered):
+    """``get``/iteration on top of a backend's ``_fetch(timeout)``."""
 
     def _fetch(self, timeout: float) -> list[JobEvent]:
         raise NotImplementedError
@@ -226,10 +242,9 @@ class _SyncBase:
         subscription is done (``until_final`` and every job final)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._closed:
-            while self._pending:
-                event = self._pending.pop(0)
-                if self._watch.accept(event):
-                    return event
+            event = self._take()
+            if event is not None:
+                return event
             if self._watch.done:
                 return None
             remaining = 1.0 if deadline is None else deadline - time.monotonic()
@@ -237,10 +252,6 @@ class _SyncBase:
                 return None
             self._pending.extend(self._fetch(min(remaining, 1.0)))
         return None
-
-    @property
-    def done(self) -> bool:
-        return self._watch.done and not self._pending
 
     def __iter__(self) -> Iterator[JobEvent]:
         while not self._closed:
@@ -260,11 +271,8 @@ class _SyncBase:
         self.close()
 
 
-class _AsyncBase:
-    def __init__(self, watch: _Watch) -> None:
-        self._watch = watch
-        self._pending: list[JobEvent] = []
-        self._closed = False
+class _AsyncBase(_Buffered):
+    """The same as ``_SyncBase`` for asyncio (the web app's SSE streams)."""
 
     async def _fetch(self, timeout: float) -> list[JobEvent]:
         raise NotImplementedError
@@ -273,10 +281,9 @@ class _AsyncBase:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not self._closed:
-            while self._pending:
-                event = self._pending.pop(0)
-                if self._watch.accept(event):
-                    return event
+            event = self._take()
+            if event is not None:
+                return event
             if self._watch.done:
                 return None
             remaining = 1.0 if deadline is None else deadline - loop.time()
@@ -284,10 +291,6 @@ class _AsyncBase:
                 return None
             self._pending.extend(await self._fetch(min(remaining, 1.0)))
         return None
-
-    @property
-    def done(self) -> bool:
-        return self._watch.done and not self._pending
 
     async def __aiter__(self) -> AsyncIterator[JobEvent]:
         while not self._closed:
