@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 
 from soundforge.stems import LALALAI_STEMS
@@ -117,3 +119,37 @@ def test_bad_option_is_a_usage_error(fake: FakeLalalai, song: Path, tmp_path: Pa
     assert done.returncode == 2
     assert "phoenix" in done.stderr
     assert sum(fake.calls.values()) == 0
+
+
+@pytest.mark.parametrize(("sig", "code", "word"), [
+    (signal.SIGTERM, 143, "terminated"),
+    (signal.SIGINT, 130, "interrupted"),
+])
+def test_a_stopped_run_cancels_its_provider_tasks(
+    fake: FakeLalalai, song: Path, tmp_path: Path, sig: signal.Signals, code: int, word: str
+) -> None:
+    """Killing the command (a service manager's SIGTERM, or Ctrl-C) must not
+    leave paid tasks running at LALAL.AI or stems half-written."""
+    fake.hold()  # tasks stay in progress until released
+    environment = {**os.environ, **fake.env(), "SOUNDFORGE_LALALAI_POLL_INTERVAL": "0.02"}
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [str(SOUNDFORGE_BIN), "separate", "--engine", "lalalai", str(song), "-o", str(out),
+         "--stems", "vocals,drums"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+    )
+    try:
+        # Every task is started before the first check, so once one is polled
+        # all of them exist and are being charged.
+        fake.wait_for(lambda: any(task.started for task in fake.tasks.values()))
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        fake.release()
+    assert proc.returncode == code, stderr
+    assert f"{word}; stems of the unfinished file were not written." in stderr
+    assert "Traceback" not in stderr
+    assert {task.cancelled_by for task in fake.tasks.values()} == {"cancel"}
+    assert all(source.deleted for source in fake.sources.values())
+    assert not (out / "song").exists() or not any((out / "song").iterdir())

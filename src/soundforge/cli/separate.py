@@ -7,7 +7,12 @@ one engine, so the local model is loaded once.
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import typer
@@ -32,6 +37,34 @@ from soundforge.stems import parse_stem_list
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a killed command
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C.
+
+    Python's default for SIGTERM ends the process on the spot: LALAL.AI tasks
+    already started would go on running (and be charged) and the runner child
+    would be left to notice on its own. Raised as an interrupt instead, the
+    engines' cleanup runs: provider tasks are cancelled, the uploaded source is
+    deleted, staged stems are discarded.
+    """
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def raise_terminated(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def separate_command(
@@ -104,13 +137,16 @@ def separate_command(
 
     failures = 0
     try:
-        for input_path in inputs:
-            if not separate_one(runner, input_path, output, options, as_json):
-                failures += 1
-    except KeyboardInterrupt:
+        with terminate_as_interrupt():
+            for input_path in inputs:
+                if not separate_one(runner, input_path, output, options, as_json):
+                    failures += 1
+    except KeyboardInterrupt as exc:
         runner.close()
-        error("interrupted; stems of the unfinished file were not written.")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        error(f"{how}; stems of the unfinished file were not written.")
+        code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        raise typer.Exit(code) from None
     finally:
         runner.close()
     if failures:
