@@ -48,21 +48,23 @@ def upload(client: TestClient, csrf: str, path: Path, *, api: bool = True) -> di
 
 
 def completed_job(pipeline: Pipeline, track_id: str, stems: tuple[str, ...] = ("vocals", "drums"),
-                  seconds: float = 1.0) -> str:
+                  seconds: float = 1.0, provider_task_ids: tuple[str, ...] = ()) -> str:
     """A finished separation of ``track_id`` with real WAV stems on disk, as the
     worker leaves it (files under uploads/stems/{job_id}/, one Stem row each)."""
     job_id = new_uuid()
+    engine = "lalalai" if provider_task_ids else "local"
     folder = pipeline.uploads_dir / "stems" / job_id
     folder.mkdir(parents=True)
     with pipeline.db.transaction() as session:
         track = session.get(Track, track_id)
         assert track is not None
         job = ProcessingJob(
-            id=job_id, user_id=track.user_id, track_id=track_id, engine="local",
-            model="htdemucs", options={"model": "htdemucs", "format": "wav",
-                                       "stems": list(stems)},
+            id=job_id, user_id=track.user_id, track_id=track_id, engine=engine,
+            model="auto" if provider_task_ids else "htdemucs",
+            options={"model": "htdemucs", "format": "wav", "stems": list(stems)},
             options_key=new_uuid().replace("-", ""), content_hash=track.content_hash,
-            status="completed", progress=100, provider_task_ids=[], finished_at=utcnow(),
+            status="completed", progress=100, provider_task_ids=list(provider_task_ids),
+            finished_at=utcnow(),
         )
         session.add(job)
         for index, name in enumerate(stems):

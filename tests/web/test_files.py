@@ -112,3 +112,16 @@ def test_zip_stream_memory_stays_flat(tmp_path: Path) -> None:
         assert archive.read("a/small.wav") == b"tiny"
         assert archive.getinfo("a/big.wav").file_size == 24 << 20
     assert total == len(data)
+
+
+def test_a_lalalai_job_shows_the_providers_task_ids(alice: User, pipeline, wav: Path) -> None:
+    """So a user can match a job with the charges on their LALAL.AI account."""
+    track = upload(alice.client, alice.csrf, wav)["id"]
+    local = completed_job(pipeline, track, ("vocals",))
+    paid = completed_job(pipeline, track, ("vocals",), provider_task_ids=("task-a1", "task-b2"))
+    assert alice.client.get(f"/api/jobs/{paid}").json()["provider_task_ids"] == [
+        "task-a1", "task-b2"]
+    assert alice.client.get(f"/api/jobs/{local}").json()["provider_task_ids"] == []
+    page = alice.client.get(f"/tracks/{track}").text
+    assert "LALAL.AI tasks: task-a1, task-b2" in page
+    assert page.count("data-provider-tasks") == 1

@@ -78,6 +78,14 @@ class JobOut(BaseModel):
     error: str | None
     error_code: str | None
     reused_from_job_id: str | None
+    provider_task_ids: list[str] = Field(
+        description="LALAL.AI: the provider's task ids, recorded as each task starts "
+        "(to match charges on your LALAL.AI account); empty for the local engine"
+    )
+    provider_source_id: str | None = Field(
+        description="LALAL.AI: the uploaded file's id at the provider (deleted there "
+        "when the job ends)"
+    )
     created_at: str | None
     started_at: str | None
     finished_at: str | None
