@@ -1,9 +1,9 @@
 """Which code evaluates the network on each segment, and the faster CPU path.
 
 Profiling htdemucs (41.5 M parameters) on a 2-core AVX2 CPU, one 7.8 s
-segment (about 300 GFLOP) takes ~6.8 s with two threads; matrix products and
-the large convolutions already run at the machine's float32 peak (~67 GFLOP/s
-measured for sgemm here), so what can be won is in what does not:
+segment (about 330 GFLOP) takes ~6.8 s with two threads; its matrix products
+already run within 10 % of the best sgemm rate here (``make bench-floor``
+prints the whole breakdown), so what can be won is in what does not:
 
 * the transformer's self-attention goes through ``nn.MultiheadAttention``'s
   "fast path" (``_native_multi_head_attention``), which on the CPU materialises

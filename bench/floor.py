@@ -1,0 +1,159 @@
+"""Where one htdemucs segment's time goes on this CPU, and how fast an exact
+float32 path could possibly be.
+
+``make bench-floor``. Builds a full-size random-weight htdemucs (speed does
+not depend on the weights' values), times one 7.8 s segment through the
+official modules (the reference) and through SoundForge's fast CPU path, then:
+
+* counts the arithmetic of each kind of work (matrix products, convolutions,
+  attention) and the time the fast path spends in each (PyTorch's profiler);
+* measures the best rate this machine's kernels reach on the model's own
+  shapes: MKL's sgemm and oneDNN's 1×1 convolution for the linear layers,
+  oneDNN for the convolutions, the fused kernel for attention;
+* prints the lower bound that follows: every operation at that best rate and
+  everything else (normalisations, activations, copies, STFT) free.
+
+No output sample may change beyond float32 rounding, so the arithmetic is
+fixed: this bound is what any exact path built from these kernels can reach.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from soundforge.engines.local.fast import fused_attention
+
+SEGMENT_SAMPLES = 343980  # htdemucs' training segment: 7.8 s at 44.1 kHz
+CLASSES = ("matrix products", "convolutions", "attention")
+OPS = {
+    "matrix products": {"aten::addmm", "aten::mm", "aten::bmm"},
+    "convolutions": {"aten::mkldnn_convolution", "aten::_convolution",
+                     "aten::convolution_overrideable", "aten::slow_conv_transpose2d"},
+    "attention": {"aten::_scaled_dot_product_flash_attention_for_cpu"},
+}
+FLOP_OPS = {"matrix products": {"addmm", "mm", "bmm"}, "convolutions": {"convolution"},
+            "attention": {"_scaled_dot_product_flash_attention_for_cpu"}}
+
+
+def seconds(run: Callable[[], Any], repeat: int = 3) -> float:
+    run()  # warm-up: oneDNN builds its kernels on first use
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def attention_flops(query: torch.Size, key: torch.Size, *args: Any, **kwargs: Any) -> int:
+    """The flop counter passes shapes; PyTorch has no formula for the CPU kernel."""
+    batch, heads, queries, dim = query
+    return 4 * batch * heads * queries * key[-2] * dim  # QKᵀ and AV
+
+
+def flops_by_class(model: torch.nn.Module, mix: torch.Tensor) -> dict[str, float]:
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: attention_flops}
+    with torch.no_grad(), fused_attention(), FlopCounterMode(
+        display=False, custom_mapping=mapping  # type: ignore[arg-type]
+    ) as counter:
+        model(mix)
+    totals = dict.fromkeys(CLASSES, 0.0)
+    for op, count in counter.get_flop_counts()["Global"].items():
+        for name, ops in FLOP_OPS.items():
+            if str(op).split(".")[-1] in ops:
+                totals[name] += count
+    return totals
+
+
+def profile_by_class(model: torch.nn.Module, mix: torch.Tensor) -> dict[str, float]:
+    with torch.no_grad(), fused_attention(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(mix)
+    times = dict.fromkeys((*CLASSES, "everything else"), 0.0)
+    for event in prof.key_averages():
+        name = next((c for c, ops in OPS.items() if event.key in ops), "everything else")
+        times[name] += event.self_cpu_time_total / 1e6
+    return times
+
+
+def best_rates(model: Any) -> dict[str, float]:
+    """GFLOP/s of the fastest kernel available here, on the model's own shapes."""
+    tokens = [2688, 1344]  # frequency and time tokens of the transformer
+    dim, hidden = model.crosstransformer.layers[0].linear1.in_features, 2048
+    with torch.no_grad():
+        linear = []
+        for n in tokens:
+            x, w = torch.randn(n, dim), torch.randn(hidden, dim)
+            flops = 2 * n * dim * hidden
+            linear.append(flops / seconds(partial(F.linear, x, w)))
+            # The same product as a 1×1 convolution goes to oneDNN instead of MKL.
+            x4 = x.view(1, n, 1, dim).permute(0, 3, 1, 2)
+            w4 = w.view(hidden, dim, 1, 1).contiguous(memory_format=torch.channels_last)
+            linear.append(flops / seconds(partial(F.conv2d, x4, w4)))
+        conv = []
+        for channels, rows in [(384, 8), (192, 32), (96, 128), (48, 512)]:
+            x, w = torch.randn(1, channels, rows, 336), torch.randn(2 * channels, channels, 3, 3)
+            flops = 2 * channels * 2 * channels * 9 * rows * 336
+            conv.append(flops / seconds(partial(F.conv2d, x, w, padding=1)))
+        attention = []
+        for queries, keys in [(2688, 2688), (1344, 1344), (2688, 1344)]:
+            q, k = torch.randn(1, 8, queries, 64), torch.randn(1, 8, keys, 64)
+            flops = 4 * 8 * queries * keys * 64
+            attention.append(flops / seconds(partial(F.scaled_dot_product_attention, q, k, k)))
+    return {"matrix products": max(linear) / 1e9, "convolutions": max(conv) / 1e9,
+            "attention": max(attention) / 1e9}
+
+
+def main() -> None:
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(0)
+    model = HTDemucs(sources=["drums", "bass", "other", "vocals"], bottom_channels=512,
+                     segment=Fraction(39, 5)).eval()
+    mix = torch.randn(1, 2, SEGMENT_SAMPLES)
+    print(f"htdemucs, one 7.8 s segment, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}\n", flush=True)
+
+    def reference() -> None:
+        with torch.no_grad():
+            model(mix)
+
+    def fast() -> None:
+        with torch.no_grad(), fused_attention():
+            model(mix)
+
+    ref_s, fast_s = seconds(reference), seconds(fast)
+    flops = flops_by_class(model, mix)
+    spent = profile_by_class(model, mix)
+    best = best_rates(model)
+    scale = fast_s / sum(spent.values())  # profiler overhead, spread evenly
+
+    print("| work | GFLOP | fast path s | GFLOP/s now | best GFLOP/s here | s at best |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    floor = 0.0
+    for name in CLASSES:
+        now = spent[name] * scale
+        at_best = flops[name] / 1e9 / best[name]
+        floor += at_best
+        print(f"| {name} | {flops[name] / 1e9:.0f} | {now:.2f} | {flops[name] / 1e9 / now:.0f} "
+              f"| {best[name]:.0f} | {at_best:.2f} |")
+    rest = spent["everything else"] * scale
+    print(f"| everything else | – | {rest:.2f} | – | – | 0 (bound) |")
+    print(f"\nreference (official modules): {ref_s:.2f} s per segment")
+    print(f"SoundForge fast path:          {fast_s:.2f} s ({ref_s / fast_s:.2f}×)")
+    print(f"1.5× target:                   {ref_s / 1.5:.2f} s")
+    print(f"lower bound, exact float32:    {floor:.2f} s ({ref_s / floor:.2f}×) with every "
+          "operation at the best rate measured here and everything else free")
+
+
+if __name__ == "__main__":
+    main()
