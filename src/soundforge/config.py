@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_mb: int = Field(default=500, gt=0)
+    player_decode_limit_minutes: float = Field(
+        default=30.0,
+        ge=0,
+        description="The web player decodes a separation's stems in the browser (sample-exact "
+        "sync) up to this many minutes of stems in all (duration × stems), and streams them "
+        "beyond, so a long DJ set does not need gigabytes of browser memory.",
+    )
 
     @property
     def uploads_dir(self) -> Path:

@@ -62,12 +62,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def _serve(base: Path, **extra_env: str) -> Iterator[str]:
     """``soundforge serve`` on a free loopback port, with tiny models."""
     from tests.support.tiny_models import build_tiny_repo
 
-    base = tmp_path_factory.mktemp("browser")
     repo = build_tiny_repo(base / "models", names=("htdemucs",))
     port = _free_port()
     env = {
@@ -84,6 +82,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "SOUNDFORGE_WORKER_CONCURRENCY": "1",
         "SOUNDFORGE_LOG_LEVEL": "WARNING",
         "HF_HUB_OFFLINE": "1",
+        **extra_env,
     })
     log = open(base / "server.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
@@ -100,8 +99,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        else:
-            pass
         if process.poll() is not None:
             log.flush()
             pytest.fail("soundforge serve exited:\n" + (base / "server.log").read_text()[-3000:])
@@ -114,6 +111,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from _serve(tmp_path_factory.mktemp("browser"))
+
+
+@pytest.fixture(scope="module")
+def streaming_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server whose player streams every separation (decode limit 0 minutes)."""
+    yield from _serve(tmp_path_factory.mktemp("browser-stream"),
+                      SOUNDFORGE_PLAYER_DECODE_LIMIT_MINUTES="0")
 
 
 @pytest.fixture(scope="module")
@@ -269,4 +278,90 @@ def test_mobile_layout(server: str, browser) -> None:
     shot(page, "library-mobile")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390
+    context.close()
+
+
+def test_long_separations_stream_instead_of_decoding(streaming_server: str, browser,
+                                                     tmp_path: Path) -> None:
+    """Above the decode limit the player streams each stem from an <audio>
+    element (no whole-file decode in the browser), draws the server's peaks,
+    and still plays, mutes, seeks and pauses all stems together."""
+    server = streaming_server
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    # Count whole-file decodes: in stream mode there must be none.
+    context.add_init_script("""
+        window.__decodes = 0;
+        const original = AudioContext.prototype.decodeAudioData;
+        AudioContext.prototype.decodeAudioData = function (...args) {
+            window.__decodes += 1;
+            return original.apply(this, args);
+        };
+    """)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.set_default_timeout(20_000)
+
+    page.goto(server + "/signup")
+    page.fill("#email", "dj@example.com")
+    page.fill("#password", "correct horse battery")
+    page.click("button:has-text('Create account')")
+    page.wait_for_url(server + "/")
+    page.set_input_files("#upload-input", str(write_audio(tmp_path / "Long Mix.wav",
+                                                         seconds=8.0)))
+    page.wait_for_selector("[data-track-card]", timeout=30_000)
+    card = page.locator("[data-track-card]").first
+    card.locator("[data-open-separate]").click()
+    with page.expect_navigation():
+        page.locator("#separate-dialog button[type=submit]").click()
+    page.wait_for_selector("[data-track-card] [data-job-status][data-status='completed']",
+                           timeout=120_000)
+    page.locator("[data-track-card] a:has-text('Listen')").first.click()
+    page.wait_for_selector("[data-player][data-state='ready']", timeout=30_000)
+
+    player = page.locator("[data-player]").first
+    assert player.get_attribute("data-mode") == "stream"
+    rows = player.locator("[data-stem]")
+    assert rows.count() == 4
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-stem]')].every(r => r.dataset.peaks === '1')")
+    assert [rows.nth(i).get_attribute("data-loaded") for i in range(4)] == ["1"] * 4
+    # The server's peaks were drawn: opaque waveform pixels on every canvas.
+    painted = page.evaluate("""[...document.querySelectorAll('[data-stem] canvas')].map(c => {
+        const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 3; i < data.length; i += 4) if (data[i] > 200) n++;
+        return n;
+    })""")
+    assert all(count > 100 for count in painted), painted
+
+    state = ("SoundForgePlayer.players[0].stems.map(s => "
+             "({paused: s.audio.paused, time: s.audio.currentTime}))")
+    player.locator("[data-play]").click()
+    page.wait_for_selector("[data-player][data-state='playing']")
+    page.wait_for_function(
+        "Number(document.querySelector('[data-player]').dataset.position) > 0.3", polling=100)
+    assert all(not stem["paused"] for stem in page.evaluate(state))
+
+    vocals = player.locator("[data-stem][data-name='vocals']")
+    vocals.locator("[data-mute]").click()
+    assert vocals.get_attribute("data-gain") == "0.00"
+
+    # Seek by clicking the middle of a waveform: every stem goes there together.
+    wave = player.locator("[data-stem][data-name='drums'] [data-wave]")
+    box = wave.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function(
+        "Number(document.querySelector('[data-player]').dataset.position) >= 4.0", polling=100)
+    times = [stem["time"] for stem in page.evaluate(state)]
+    assert max(times) - min(times) < 0.15, times
+    assert 3.9 <= min(times) <= 6.5, times
+
+    player.locator("[data-play]").click()
+    page.wait_for_selector("[data-player][data-state='paused']")
+    assert all(stem["paused"] for stem in page.evaluate(state))
+    assert page.evaluate("window.__decodes") == 0
+    shot(page, "track-streaming")
+    assert errors == [], f"JavaScript errors: {errors}"
     context.close()

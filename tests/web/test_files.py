@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from soundforge.web.zipstream import CHUNK, stream_zip
 from tests.web.conftest import User
@@ -125,3 +128,60 @@ def test_a_lalalai_job_shows_the_providers_task_ids(alice: User, pipeline, wav: 
     page = alice.client.get(f"/tracks/{track}").text
     assert "LALAL.AI tasks: task-a1, task-b2" in page
     assert page.count("data-provider-tasks") == 1
+
+
+def _stem_id(alice: User, job_id: str, name: str) -> int:
+    stems = alice.client.get(f"/api/jobs/{job_id}/stems").json()["stems"]
+    return next(stem["id"] for stem in stems if stem["stem"] == name)
+
+
+def test_waveform_peaks_of_a_stem(alice: User, bob: User, pipeline, job) -> None:
+    """The streaming player draws these instead of decoding the stem itself."""
+    _, job_id = job
+    path = pipeline.uploads_dir / "stems" / job_id / "vocals.wav"
+    # 10 s: silence, then a 0.5 square wave: the slices must say exactly that.
+    rate = 44100
+    signal = np.zeros((10 * rate, 2), dtype=np.float32)
+    signal[5 * rate:] = 0.5 * np.sign(np.sin(np.arange(5 * rate) / 10.0))[:, None]
+    sf.write(path, signal, rate, subtype="FLOAT")
+    stem_id = _stem_id(alice, job_id, "vocals")
+
+    response = alice.client.get(f"/api/stems/{stem_id}/peaks")
+    assert response.status_code == 200, response.text
+    peaks = response.json()
+    assert peaks["stem_id"] == stem_id and abs(peaks["duration"] - 10.0) < 1e-6
+    assert len(peaks["mins"]) == len(peaks["maxs"]) == 1600
+    assert peaks["maxs"][:790] == [0.0] * 790 and peaks["mins"][:790] == [0.0] * 790
+    assert set(peaks["maxs"][810:]) == {0.5} and set(peaks["mins"][810:]) == {-0.5}
+
+    # Kept beside the stem; a newer stem file is read again.
+    cache = path.with_name(".vocals.wav.peaks.json")
+    assert cache.is_file()
+    sf.write(path, signal * 0.5, rate, subtype="FLOAT")
+    os.utime(path, (cache.stat().st_mtime + 5, cache.stat().st_mtime + 5))
+    assert max(alice.client.get(f"/api/stems/{stem_id}/peaks").json()["maxs"]) == 0.25
+    # A damaged cache is recomputed, not served.
+    cache.write_text('{"version": 1, "mins": [')
+    os.utime(cache, (path.stat().st_mtime + 5, path.stat().st_mtime + 5))
+    assert max(alice.client.get(f"/api/stems/{stem_id}/peaks").json()["maxs"]) == 0.25
+
+    assert bob.client.get(f"/api/stems/{stem_id}/peaks").status_code == 404
+    assert alice.client.get("/api/stems/999999/peaks").status_code == 404
+
+
+def test_peaks_of_a_damaged_stem_say_what_to_do(alice: User, pipeline, job) -> None:
+    _, job_id = job
+    (pipeline.uploads_dir / "stems" / job_id / "drums.wav").write_bytes(b"RIFF garbage")
+    response = alice.client.get(f"/api/stems/{_stem_id(alice, job_id, 'drums')}/peaks")
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["code"] == "stem_damaged"
+    assert error["message"] == "The stored drums stem cannot be read; run the separation again."
+
+
+def test_player_streams_above_the_decode_limit(alice: User, app, job) -> None:
+    track, _ = job
+    assert 'data-mode="decode"' in alice.client.get(f"/tracks/{track}").text
+    app.state.settings.player_decode_limit_minutes = 0.01  # 3 stems × 1 s > 0.6 s
+    page = alice.client.get(f"/tracks/{track}").text
+    assert 'data-mode="stream"' in page and 'data-peaks="/api/stems/' in page

@@ -67,6 +67,14 @@ class StemList(BaseModel):
     stems: list[StemOut]
 
 
+class PeaksOut(BaseModel):
+    stem_id: int
+    version: int
+    duration: float = Field(description="seconds, as decoded")
+    mins: list[float] = Field(description="lowest sample of each slice (≤ 0), in time order")
+    maxs: list[float] = Field(description="highest sample of each slice (≥ 0)")
+
+
 class JobOut(BaseModel):
     id: str
     track_id: str

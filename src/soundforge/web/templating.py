@@ -76,6 +76,7 @@ def _context(request: Request) -> dict[str, Any]:
     return {
         "csrf_token": csrf_token(request),
         "current_path": request.url.path,
+        "player_decode_limit_minutes": request.app.state.settings.player_decode_limit_minutes,
     }
 
 

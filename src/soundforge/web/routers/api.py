@@ -14,10 +14,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from soundforge.db.accounts import get_user_settings
+from soundforge.errors import InputAudioError
 from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
+from soundforge.library.peaks import stem_peaks
 from soundforge.library.tracks import delete_track, list_tracks
 from soundforge.web import catalog
-from soundforge.web.access import owned_job, owned_track
+from soundforge.web.access import owned_job, owned_stem, owned_track, resolve_upload
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import WebError, error_body, status_for
 from soundforge.web.ingest import import_uploads
@@ -27,6 +29,7 @@ from soundforge.web.schemas import (
     JobOut,
     MeOut,
     ModelOut,
+    PeaksOut,
     SeparationIn,
     SettingsIn,
     SettingsOut,
@@ -218,6 +221,21 @@ async def api_cancel(request: Request, user: ApiUser, job_id: str) -> dict[str, 
 def api_job_stems(session: DbSession, user: ApiUser, job_id: str) -> dict[str, Any]:
     job = get_job(session, user, job_id)
     return {"stems": [stem_dict(s) for s in job.stems]}
+
+
+@router.get("/stems/{stem_id}/peaks", response_model=PeaksOut, tags=["separations"],
+            summary="A stem's waveform: min/max of its mono mix in 1600 slices")
+async def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
+                         stem_id: int) -> dict[str, Any]:
+    stem = owned_stem(session, user, stem_id)
+    path = resolve_upload(request.app.state.settings.uploads_dir, stem.file_path)
+    try:
+        # Reading a long stem takes seconds: off the event loop.
+        peaks = await run_in_threadpool(stem_peaks, path)
+    except InputAudioError:
+        raise WebError(500, "stem_damaged", f"The stored {stem.stem_type} stem cannot be "
+                       "read; run the separation again.") from None
+    return {"stem_id": stem.id, **peaks}
 
 
 # --- settings -----------------------------------------------------------------------

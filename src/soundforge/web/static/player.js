@@ -1,11 +1,24 @@
-// Multi-stem player: every stem of a separation decoded into an AudioBuffer
-// and started on the same AudioContext clock, so they stay sample-aligned
-// (separate <audio> elements drift apart). Per stem: mute, solo, volume and a
-// waveform drawn from the decoded samples.
+// Multi-stem player. Two ways to play, chosen by the server (data-mode):
+//
+// * "decode" (the usual case): every stem decoded into an AudioBuffer and
+//   started on the same AudioContext clock, so they stay sample-aligned; the
+//   waveform is drawn from the decoded samples.
+// * "stream" (separations longer than the decode limit): decoded stems would
+//   take gigabytes of browser memory (an hour of four stems is ~5 GB of
+//   float samples), so each stem plays from an <audio> element that streams
+//   it with Range requests, routed through the same gain nodes; elements that
+//   drift from the first one are pulled back, and the waveform comes from the
+//   server (/api/stems/{id}/peaks).
+//
+// Per stem in both: mute, solo, volume, a waveform to click to seek.
 "use strict";
 
 (function () {
   const PEAK_BUCKETS = 1600;
+  // Streaming: how far (s) a stem may drift from the first before it is pulled
+  // back, and how often that is checked.
+  const MAX_DRIFT = 0.04;
+  const DRIFT_CHECK = 0.5;
 
   const fmt = (seconds) => {
     const s = Math.max(0, Math.floor(seconds));
@@ -85,6 +98,7 @@
   class StemPlayer {
     constructor(root) {
       this.root = root;
+      this.mode = root.dataset.mode === "stream" ? "stream" : "decode";
       this.ctx = audioContext();
       this.master = this.ctx.createGain();
       this.master.connect(this.ctx.destination);
@@ -92,7 +106,10 @@
         row,
         name: row.dataset.name,
         src: row.dataset.src,
+        peaksUrl: row.dataset.peaks,
         buffer: null,
+        audio: null, // stream mode: the <audio> element
+        duration: 0,
         peaks: null,
         source: null,
         gain: this.ctx.createGain(),
@@ -110,6 +127,7 @@
       this.startedAt = 0; // ctx time at which offset was playing
       this.playing = false;
       this.seeking = false;
+      this.lastDriftCheck = 0;
       this.bind();
       this.applyGains();
       this.setState("loading");
@@ -134,23 +152,19 @@
 
     async load() {
       let failed = 0;
+      const loadOne = this.mode === "stream" ? (s) => this.openStream(s) : (s) => this.decode(s);
       await Promise.all(this.stems.map(async (stem) => {
         try {
-          const response = await fetch(stem.src, { credentials: "same-origin" });
-          if (!response.ok) throw new Error(`HTTP ${response.status}`);
-          const data = await response.arrayBuffer();
-          stem.buffer = await this.ctx.decodeAudioData(data);
-          stem.peaks = computePeaks(stem.buffer);
+          await loadOne(stem);
           stem.row.dataset.loaded = "1";
-          this.drawStem(stem);
         } catch (error) {
           failed += 1;
           stem.row.dataset.loaded = "error";
           stem.row.title = `Could not load ${stem.name}: ${error.message}`;
         }
       }));
-      const loaded = this.stems.filter((s) => s.buffer);
-      this.duration = loaded.reduce((d, s) => Math.max(d, s.buffer.duration), 0);
+      const loaded = this.stems.filter((s) => s.buffer || s.audio);
+      this.duration = loaded.reduce((d, s) => Math.max(d, s.duration), 0);
       if (!loaded.length) {
         this.status.textContent = "The stems could not be loaded for playback; you can still download them.";
         this.setState("error");
@@ -164,6 +178,45 @@
       this.render();
       if ("ResizeObserver" in window) {
         new ResizeObserver(() => this.stems.forEach((s) => this.drawStem(s))).observe(this.root);
+      }
+    }
+
+    async decode(stem) {
+      const response = await fetch(stem.src, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const data = await response.arrayBuffer();
+      stem.buffer = await this.ctx.decodeAudioData(data);
+      stem.duration = stem.buffer.duration;
+      stem.peaks = computePeaks(stem.buffer);
+      this.drawStem(stem);
+    }
+
+    async openStream(stem) {
+      const audio = new Audio();
+      audio.preload = "auto";
+      await new Promise((resolve, reject) => {
+        audio.addEventListener("loadedmetadata", resolve, { once: true });
+        audio.addEventListener("error", () => {
+          reject(new Error(audio.error && audio.error.message ? audio.error.message : "the file could not be played"));
+        }, { once: true });
+        audio.src = stem.src;
+      });
+      this.ctx.createMediaElementSource(audio).connect(stem.gain);
+      stem.audio = audio;
+      stem.duration = audio.duration;
+      this.fetchPeaks(stem); // the waveform arrives when it arrives; playback needs none
+    }
+
+    async fetchPeaks(stem) {
+      try {
+        const response = await fetch(stem.peaksUrl, { credentials: "same-origin" });
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        const data = await response.json();
+        stem.peaks = { mins: Float32Array.from(data.mins), maxs: Float32Array.from(data.maxs) };
+        stem.row.dataset.peaks = "1";
+        this.drawStem(stem);
+      } catch (error) {
+        stem.row.dataset.peaks = "error";
       }
     }
 
@@ -233,8 +286,14 @@
       });
     }
 
+    // Stream mode: the first playable stem's element is the clock.
+    leader() {
+      return this.stems.find((s) => s.audio);
+    }
+
     position() {
       if (!this.playing) return this.offset;
+      if (this.mode === "stream") return Math.min(this.duration, this.leader().audio.currentTime);
       return Math.min(this.duration, this.offset + (this.ctx.currentTime - this.startedAt));
     }
 
@@ -242,6 +301,14 @@
       if (this.ctx.state === "suspended") await this.ctx.resume();
       players.forEach((other) => { if (other !== this && other.playing) other.pause(); });
       if (this.offset >= this.duration) this.offset = 0;
+      if (this.mode === "stream") {
+        this.playing = true;
+        const streams = this.stems.filter((s) => s.audio);
+        streams.forEach((s) => { s.audio.currentTime = Math.min(this.offset, s.duration); });
+        this.showPlaying();
+        await Promise.all(streams.map((s) => s.audio.play().catch(() => {})));
+        return;
+      }
       // All sources start at the same future instant on the same clock.
       const at = this.ctx.currentTime + 0.06;
       this.stems.forEach((stem) => {
@@ -254,6 +321,10 @@
       });
       this.startedAt = at;
       this.playing = true;
+      this.showPlaying();
+    }
+
+    showPlaying() {
       this.setState("playing");
       this.playBtn.setAttribute("aria-label", "Pause");
       this.playBtn.innerHTML = PAUSE_ICON;
@@ -262,6 +333,7 @@
 
     stopSources() {
       this.stems.forEach((stem) => {
+        if (stem.audio) stem.audio.pause();
         if (stem.source) {
           try { stem.source.stop(); } catch (_) { /* already stopped */ }
           stem.source.disconnect();
@@ -292,15 +364,31 @@
 
     tick() {
       if (!this.playing) return;
-      if (this.position() >= this.duration) {
+      const streamsEnded = this.mode === "stream" && this.stems.every((s) => !s.audio || s.audio.ended);
+      if (this.position() >= this.duration || streamsEnded) {
         this.pause();
         this.offset = 0;
         this.setState("ended");
         this.render();
         return;
       }
+      if (this.mode === "stream") this.keepInStep();
       this.render();
       requestAnimationFrame(() => this.tick());
+    }
+
+    // Separate elements drift apart (each keeps its own clock); pull every
+    // stem that strays back to the leader's position.
+    keepInStep() {
+      const now = this.ctx.currentTime;
+      if (now - this.lastDriftCheck < DRIFT_CHECK) return;
+      this.lastDriftCheck = now;
+      const lead = this.leader();
+      const at = lead.audio.currentTime;
+      this.stems.forEach((stem) => {
+        if (!stem.audio || stem === lead || stem.audio.ended) return;
+        if (Math.abs(stem.audio.currentTime - at) > MAX_DRIFT) stem.audio.currentTime = at;
+      });
     }
 
     render() {
