@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import time
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from soundforge.db import ApiToken, User
+from soundforge.db.models import LoginFailure
+from soundforge.jobs.pipeline import Pipeline
+from soundforge.web.app import create_app
 from tests.web.conftest import User as WebUser
 from tests.web.helpers import PASSWORD, csrf_of
 
@@ -82,6 +86,35 @@ def test_login_attempts_are_rate_limited(anon: TestClient, alice: WebUser) -> No
     assert blocked.status_code == 429
     assert "Too many failed attempts" in blocked.text
     assert int(blocked.headers["retry-after"]) > 0
+
+
+def test_the_login_limit_is_shared_by_every_web_process(
+    anon: TestClient, alice: WebUser, settings, pipeline
+) -> None:
+    """Several web processes on one database must not multiply the attempts."""
+    def attempt(client: TestClient, password: str = "wrong-password") -> int:
+        return client.post("/login", data={"email": "alice@example.com", "password": password,
+                                           "csrf_token": csrf_of(client)}).status_code
+
+    with Pipeline(settings) as other_pipeline:
+        other_app = create_app(settings, pipeline=other_pipeline)
+        with TestClient(other_app, base_url="http://127.0.0.1") as other:
+            assert [attempt(anon) for _ in range(3)] == [401] * 3
+            assert [attempt(other) for _ in range(2)] == [401] * 2
+            assert attempt(anon, PASSWORD) == 429
+            assert attempt(other, PASSWORD) == 429
+            with pipeline.db.session() as session:
+                keys = session.scalars(select(LoginFailure.key)).all()
+            assert len(keys) == 10 and not any("alice" in key for key in keys)
+
+            # Fifteen minutes later the window is empty again, in every process.
+            later = time.time() + 901
+            for app in (anon.app, other_app):
+                app.state.login_limiter.clock = lambda: later  # type: ignore[attr-defined]
+            assert attempt(other, PASSWORD) == 200
+            with pipeline.db.session() as session:
+                assert session.scalars(select(LoginFailure.key)).all() == [], \
+                    "expired failures and the account's own are removed"
 
 
 def test_forged_csrf_is_refused_everywhere(alice: WebUser, pipeline) -> None:

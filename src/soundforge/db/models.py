@@ -296,3 +296,18 @@ class Stem(Base):
 
     def __repr__(self) -> str:
         return f"<Stem {self.id} {self.stem_type} {self.file_path}>"
+
+
+class LoginFailure(Base):
+    """One failed sign-in. Kept in the database, not in a process, so every web
+    process of an installation counts the same attempts. The key is a hash of
+    ``address|email`` or of the address alone: no email is stored for a failed
+    attempt."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    # Unix time, the clock every process of an installation shares.
+    at: Mapped[float] = mapped_column(Float, index=True)

@@ -84,7 +84,7 @@ def create_app(
     app.state.pipeline = pipeline
     app.state.db = pipeline.db
     app.state.templates = create_templates()
-    app.state.login_limiter = LoginLimiter()
+    app.state.login_limiter = LoginLimiter(pipeline.db)
     app.state.fingerprint_key = derive_key(settings, "web-session-fingerprint:v1")
     app.state.events = JobEvents(pipeline.events)
 

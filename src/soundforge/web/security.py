@@ -11,7 +11,8 @@
   need none. SameSite=Lax alone would stop most cross-site posts; the token
   also covers same-site attackers and old browsers.
 * Login attempts: a sliding window per (address, email) and per address, kept
-  in memory: one web process serves one machine (see docs/web.md).
+  in the database so that every web process of an installation counts the
+  same failures (see docs/web.md).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
+from sqlalchemy import delete, or_, select
 from starlette.requests import HTTPConnection
+
+from soundforge.db import Database
+from soundforge.db.models import LoginFailure
 
 CSRF_SESSION_KEY = "csrf"
 CSRF_FIELD = "csrf_token"
@@ -52,69 +55,62 @@ def password_fingerprint(password_hash: str, key: bytes) -> str:
     return hmac.new(key, password_hash.encode(), hashlib.sha256).hexdigest()[:24]
 
 
-@dataclass
-class _Window:
-    hits: deque[float] = field(default_factory=deque)
-
-
-class RateLimiter:
-    """At most ``limit`` events per ``period`` seconds for each key."""
-
-    def __init__(self, limit: int, period: float) -> None:
-        self.limit = limit
-        self.period = period
-        self._windows: dict[str, _Window] = {}
-        self._lock = threading.Lock()
-
-    def _prune(self, window: _Window, now: float) -> None:
-        while window.hits and window.hits[0] <= now - self.period:
-            window.hits.popleft()
-
-    def retry_after(self, key: str) -> float:
-        """0 when another event is allowed now, else seconds to wait."""
-        now = time.monotonic()
-        with self._lock:
-            window = self._windows.get(key)
-            if window is None:
-                return 0.0
-            self._prune(window, now)
-            if len(window.hits) < self.limit:
-                return 0.0
-            return max(0.0, window.hits[0] + self.period - now)
-
-    def hit(self, key: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            window = self._windows.setdefault(key, _Window())
-            self._prune(window, now)
-            window.hits.append(now)
-            # Forget idle keys now and then, so memory stays bounded.
-            if len(self._windows) > 10_000:
-                for stale in [k for k, w in self._windows.items() if not w.hits]:
-                    del self._windows[stale]
-
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._windows.pop(key, None)
-
-
 class LoginLimiter:
     """Failed sign-ins: 5 per 15 minutes for one email from one address, and
     30 per 15 minutes from one address whatever the email."""
 
-    def __init__(self, per_account: int = 5, per_address: int = 30, period: float = 900.0) -> None:
-        self.account = RateLimiter(per_account, period)
-        self.address = RateLimiter(per_address, period)
+    def __init__(
+        self,
+        db: Database,
+        per_account: int = 5,
+        per_address: int = 30,
+        period: float = 900.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.limits = {"account": per_account, "address": per_address}
+        self.period = period
+        self.clock = clock
+
+    @staticmethod
+    def _keys(address: str, email: str) -> dict[str, str]:
+        # Hashed: the table never holds the email of someone who mistyped it.
+        return {
+            "account": hashlib.sha256(f"account|{address}|{email}".encode()).hexdigest(),
+            "address": hashlib.sha256(f"address|{address}".encode()).hexdigest(),
+        }
 
     def retry_after(self, address: str, email: str) -> float:
-        return max(
-            self.account.retry_after(f"{address}|{email}"),
-            self.address.retry_after(address),
-        )
+        """0 when another attempt is allowed now, else seconds to wait."""
+        now = self.clock()
+        wait = 0.0
+        with self.db.session() as session:
+            for kind, key in self._keys(address, email).items():
+                limit = self.limits[kind]
+                # The attempt that must leave the window before another is allowed.
+                blocking = session.scalar(
+                    select(LoginFailure.at)
+                    .where(LoginFailure.key == key, LoginFailure.at > now - self.period)
+                    .order_by(LoginFailure.at.desc())
+                    .offset(limit - 1)
+                    .limit(1)
+                )
+                if blocking is not None:
+                    wait = max(wait, blocking + self.period - now)
+        return wait
 
     def failed(self, address: str, email: str) -> None:
-        self.account.hit(f"{address}|{email}")
-        self.address.hit(address)
+        now = self.clock()
+        with self.db.transaction() as session:
+            session.add_all(LoginFailure(key=key, at=now)
+                            for key in self._keys(address, email).values())
+            # Attempts that no window can see any more: the table stays small.
+            session.execute(delete(LoginFailure).where(LoginFailure.at <= now - self.period))
 
     def succeeded(self, address: str, email: str) -> None:
-        self.account.reset(f"{address}|{email}")
+        key = self._keys(address, email)["account"]
+        expired = self.clock() - self.period
+        with self.db.transaction() as session:
+            session.execute(
+                delete(LoginFailure).where(or_(LoginFailure.key == key, LoginFailure.at <= expired))
+            )
