@@ -225,13 +225,14 @@ def api_job_stems(session: DbSession, user: ApiUser, job_id: str) -> dict[str, A
 
 @router.get("/stems/{stem_id}/peaks", response_model=PeaksOut, tags=["separations"],
             summary="A stem's waveform: min/max of its mono mix in 1600 slices")
-async def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
-                         stem_id: int) -> dict[str, Any]:
+def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
+                   stem_id: int) -> dict[str, Any]:
+    # A plain def: FastAPI runs it in its thread pool, and reading a long stem
+    # takes seconds that must not block the event loop.
     stem = owned_stem(session, user, stem_id)
     path = resolve_upload(request.app.state.settings.uploads_dir, stem.file_path)
     try:
-        # Reading a long stem takes seconds: off the event loop.
-        peaks = await run_in_threadpool(stem_peaks, path)
+        peaks = stem_peaks(path)
     except InputAudioError:
         raise WebError(500, "stem_damaged", f"The stored {stem.stem_type} stem cannot be "
                        "read; run the separation again.") from None
