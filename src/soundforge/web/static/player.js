@@ -306,7 +306,14 @@
         const streams = this.stems.filter((s) => s.audio);
         streams.forEach((s) => { s.audio.currentTime = Math.min(this.offset, s.duration); });
         this.showPlaying();
-        await Promise.all(streams.map((s) => s.audio.play().catch(() => {})));
+        const results = await Promise.allSettled(streams.map((s) => s.audio.play()));
+        // AbortError only means a pause came first; anything else (a browser
+        // that refuses to play) must not leave the player saying "playing".
+        const refused = results.find((r) => r.status === "rejected" && r.reason.name !== "AbortError");
+        if (refused && this.playing) {
+          this.pause();
+          this.status.textContent = `Playback did not start: ${refused.reason.message}`;
+        }
         return;
       }
       // All sources start at the same future instant on the same clock.
