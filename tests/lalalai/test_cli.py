@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -153,3 +154,55 @@ def test_a_stopped_run_cancels_its_provider_tasks(
     assert {task.cancelled_by for task in fake.tasks.values()} == {"cancel"}
     assert all(source.deleted for source in fake.sources.values())
     assert not (out / "song").exists() or not any((out / "song").iterdir())
+
+
+def test_the_next_run_releases_what_a_killed_run_left(
+    fake: FakeLalalai, song: Path, tmp_path: Path
+) -> None:
+    """SIGKILL leaves no chance to clean up: the uploaded audio and unfinished
+    tasks stay at the provider until the next run with the same key."""
+    fake.hold()
+    environment = {**os.environ, **fake.env(), "SOUNDFORGE_LALALAI_POLL_INTERVAL": "0.02"}
+    killed = subprocess.Popen(
+        [str(SOUNDFORGE_BIN), "separate", "--engine", "lalalai", str(song), "-o",
+         str(tmp_path / "first"), "--stems", "vocals,drums"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
+    )
+    try:
+        fake.wait_for(lambda: any(task.started for task in fake.tasks.values()))
+        killed.kill()
+        killed.wait(timeout=30)
+    finally:
+        killed.kill()
+    left = {task.id for task in fake.tasks.values()}
+    (source,) = fake.sources.values()
+    assert not source.deleted and {t.status for t in fake.tasks.values()} == {"progress"}
+    records = list((Path(os.environ["SOUNDFORGE_DATA_DIR"]) / "lalalai" / "running").iterdir())
+    assert len(records) == 1 and fake.key not in records[0].read_text()
+
+    fake.release()
+    done = soundforge(fake, str(song), "-o", str(tmp_path / "second"), "--stems", "bass")
+    assert done.returncode == 0, done.stderr
+    assert "An earlier run was killed before it could clean up." in done.stderr
+    assert {fake.tasks[task_id].cancelled_by for task_id in left} == {"cancel"}
+    assert all(s.deleted for s in fake.sources.values())
+    assert not any(records[0].parent.iterdir()), "both runs' records are gone"
+    assert (tmp_path / "second" / "song" / "bass.wav").is_file()
+
+
+def test_a_live_run_or_another_key_is_left_alone(
+    fake: FakeLalalai, song: Path, tmp_path: Path
+) -> None:
+    running = Path(os.environ["SOUNDFORGE_DATA_DIR"]) / "lalalai" / "running"
+    running.mkdir(parents=True)
+    host = socket.gethostname()
+    # A live process (this test's own), and a dead one that used another key.
+    (running / f"{host}-{os.getpid()}.json").write_text(
+        json.dumps({"key": "x", "source_id": "s1", "task_ids": ["t1"]}))
+    (running / f"{host}-999999.json").write_text(
+        json.dumps({"key": "key-0000000000000000", "source_id": "s2", "task_ids": ["t2"]}))
+    done = soundforge(fake, str(song), "-o", str(tmp_path / "out"), "--stems", "bass")
+    assert done.returncode == 0, done.stderr
+    assert "earlier run" not in done.stderr
+    assert fake.calls["cancel"] == 0 and fake.calls["delete"] == 1  # its own source only
+    assert len(list(running.iterdir())) == 2

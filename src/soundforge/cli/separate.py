@@ -30,6 +30,7 @@ from soundforge.cli.output import emit_json, error, stderr, stdout
 from soundforge.config import get_settings
 from soundforge.engines.base import Engine, SeparationOptions
 from soundforge.engines.lalalai.keys import require_key
+from soundforge.engines.lalalai.leftovers import RunningWork, release_leftovers, running_work
 from soundforge.engines.registry import ENGINE_NAMES, create_engine
 from soundforge.errors import SoundForgeError
 from soundforge.stems import parse_stem_list
@@ -124,23 +125,36 @@ def separate_command(
             splitter=splitter,
             extraction_level=extraction_level,
         )
+        tracker: RunningWork | None = None
         if engine == "lalalai":
             # A missing key is a setup mistake like a bad option: refuse it
             # with the usage code before any input is touched. The CLI has no
             # key option, so this is the engine's own precedence.
-            require_key(None, settings)
-        runner = create_engine(engine, settings)
+            key = require_key(None, settings)
+            tracker = running_work(settings, key)
+            runner = create_engine(engine, settings, on_tasks=tracker.record)
+        else:
+            runner = create_engine(engine, settings)
         options = runner.validate(options)
     except SoundForgeError as exc:
         report_error(None, exc, as_json)
         raise typer.Exit(EXIT_USAGE) from None
 
+    if tracker is not None:
+        for outcome in release_leftovers(settings, key):
+            stderr.print(f"An earlier run was killed before it could clean up. {outcome.summary()}",
+                         markup=False, soft_wrap=True)
     failures = 0
     try:
         with terminate_as_interrupt():
             for input_path in inputs:
-                if not separate_one(runner, input_path, output, options, as_json):
-                    failures += 1
+                try:
+                    if not separate_one(runner, input_path, output, options, as_json):
+                        failures += 1
+                finally:
+                    # The engine has cleaned up at the provider by now.
+                    if tracker is not None:
+                        tracker.clear()
     except KeyboardInterrupt as exc:
         runner.close()
         how = "terminated" if isinstance(exc, Terminated) else "interrupted"

@@ -161,6 +161,7 @@ class LalalaiEngine:
         timeout: httpx.Timeout | None = None,
         ledger: UsageLedger | None = None,
         preview_seconds: float = PREVIEW_SECONDS,
+        on_tasks: TasksCallback | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self._key = resolve_key(api_key, self.settings)
@@ -171,6 +172,9 @@ class LalalaiEngine:
         self.timeout = timeout
         self.ledger: UsageLedger = ledger or JsonlUsageLedger.for_settings(self.settings)
         self.preview_seconds = preview_seconds
+        # For every separation that is not given its own (the command line
+        # records its provider work this way; see leftovers.py).
+        self.on_tasks = on_tasks
         self.last_result: dict[str, Any] = {}
         self._client: LalalaiClient | None = None
         self._downloader: TrackDownloader | None = None
@@ -272,6 +276,7 @@ class LalalaiEngine:
         if destination is None:
             raise InvalidOptionError("No destination folder given for the stems.")
         options = self.validate(options)
+        on_tasks = on_tasks or self.on_tasks
         client = self.client  # no key: AuthError before any work
         cancel = cancel or CancelToken()
         progress = MonotonicProgress(on_progress)
