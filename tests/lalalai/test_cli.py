@@ -206,3 +206,15 @@ def test_a_live_run_or_another_key_is_left_alone(
     assert "earlier run" not in done.stderr
     assert fake.calls["cancel"] == 0 and fake.calls["delete"] == 1  # its own source only
     assert len(list(running.iterdir())) == 2
+
+
+def test_a_record_that_cannot_be_written_does_not_stop_the_run(
+    fake: FakeLalalai, song: Path, tmp_path: Path
+) -> None:
+    blocked = Path(os.environ["SOUNDFORGE_DATA_DIR"]) / "lalalai" / "running"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where the folder should be")
+    done = soundforge(fake, str(song), "-o", str(tmp_path / "out"), "--stems", "bass")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "song" / "bass.wav").is_file()
+    assert all(source.deleted for source in fake.sources.values())

@@ -52,21 +52,33 @@ class RunningWork:
     key_id: str
 
     def record(self, work: ProviderWork) -> None:
-        """An ``on_tasks`` callback: rewritten whole each time the work grows."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """An ``on_tasks`` callback: rewritten whole each time the work grows.
+
+        A record that cannot be written (full disk, read-only data folder) does
+        not stop the separation: it is a safety net for a kill, and the
+        separation's own clean-up still runs in every other case.
+        """
         data = {"key": self.key_id, "source_id": work.source_id, "task_ids": list(work.task_ids)}
-        fd, temp = tempfile.mkstemp(prefix=".running-", dir=self.path.parent)
         try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle)
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=".running-", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    json.dump(data, handle)
+                os.replace(temp, self.path)
+            except BaseException:
+                Path(temp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            log.warning("LALAL.AI: could not record this run's provider work in %s: %s "
+                        "(if the process is killed, nothing will release it)", self.path, exc)
 
     def clear(self) -> None:
         """The separation ended and cleaned up after itself."""
-        self.path.unlink(missing_ok=True)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:  # the record was never written (see record())
+            log.debug("LALAL.AI: no record to clear at %s: %s", self.path, exc)
 
 
 def running_work(settings: Settings, key: SecretStr) -> RunningWork:
