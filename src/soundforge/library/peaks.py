@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from soundforge.audio.reader import AudioReader
+from soundforge.storage.atomic import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +73,8 @@ def stem_peaks(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         pass  # no cache yet, or an unreadable one: compute it again
     peaks = compute_peaks(path)
-    _write_atomically(cache, json.dumps(peaks, separators=(",", ":")))
-    return peaks
-
-
-def _write_atomically(target: Path, text: str) -> None:
-    """Readers see the old cache or the whole new one, never half of it. A cache
-    that cannot be written (read-only or full disk) is only a lost shortcut."""
     try:
-        fd, temp = tempfile.mkstemp(prefix=".peaks-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        log.warning("could not cache waveform peaks in %s: %s", target, exc)
+        write_text_atomically(cache, json.dumps(peaks, separators=(",", ":")))
+    except OSError as exc:  # read-only or full disk: only a lost shortcut
+        log.warning("could not cache waveform peaks in %s: %s", cache, exc)
+    return peaks

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from pydantic import SecretStr
 from soundforge.config import Settings
 from soundforge.engines.lalalai.engine import ProviderWork, ReleaseOutcome, release_provider_work
 from soundforge.engines.lalalai.keys import key_id
+from soundforge.storage.atomic import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +60,7 @@ class RunningWork:
         """
         data = {"key": self.key_id, "source_id": work.source_id, "task_ids": list(work.task_ids)}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(prefix=".running-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w") as handle:
-                    json.dump(data, handle)
-                os.replace(temp, self.path)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
+            write_text_atomically(self.path, json.dumps(data))
         except OSError as exc:
             log.warning("LALAL.AI: could not record this run's provider work in %s: %s "
                         "(if the process is killed, nothing will release it)", self.path, exc)
