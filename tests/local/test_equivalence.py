@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from soundforge.config import Settings
 from soundforge.engines.base import SeparationOptions
@@ -100,13 +99,7 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    # The test machine is shared (and pytest runs two workers): one thread each.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize(("name", "length"), CASES)

@@ -23,13 +23,7 @@ from soundforge.engines.local.streaming import ReferenceBackend, make_plan
 from tests.local.equivalence_support import MIN_SDIFF_DB, read_stem, sdiff_db
 from tests.support.audio import write_audio
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def request_for(name: str, source: Path, out: Path, **options: Any) -> RunRequest:

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from soundforge.engines.local import streaming
 from soundforge.engines.local.inference import separate_file
@@ -23,12 +22,7 @@ from tests.support.tiny_models import TINY_SEGMENT
 SEGMENT = int(TINY_SEGMENT * 44100)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
