@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from soundforge.engines.local.fast import fused_attention
+from soundforge.engines.local.backends import fused_attention
 
 SEGMENT_SAMPLES = 343980  # htdemucs' training segment: 7.8 s at 44.1 kHz
 CLASSES = ("matrix products", "convolutions", "attention")

@@ -51,6 +51,12 @@ class EngineError(SoundForgeError):
     code = "engine_error"
 
 
+class OutOfMemoryError(EngineError):
+    """The compute device ran out of memory, even after the engine's own retries."""
+
+    code = "out_of_memory"
+
+
 class EngineTimeoutError(EngineError):
     """The engine stopped making progress or ran past its time limit."""
 

@@ -14,12 +14,17 @@ from typing import Any
 import pytest
 import torch
 
-from soundforge.engines.local import fast
-from soundforge.engines.local.fast import FastCpuBackend, choose_backend, fused_attention
-from soundforge.engines.local.inference import measure, needed_sources, stream_to_files
+from soundforge.engines.local import backends
+from soundforge.engines.local.backends import (
+    FastCpuBackend,
+    ReferenceBackend,
+    choose_backend,
+    fused_attention,
+)
+from soundforge.engines.local.inference import separate_file
 from soundforge.engines.local.loader import load_model
 from soundforge.engines.local.request import RunRequest
-from soundforge.engines.local.streaming import ReferenceBackend, make_plan
+from soundforge.engines.local.streaming import make_plan
 from tests.local.equivalence_support import MIN_SDIFF_DB, read_stem, sdiff_db
 from tests.support.audio import write_audio
 
@@ -34,21 +39,7 @@ def request_for(name: str, source: Path, out: Path, **options: Any) -> RunReques
 
 
 def separate_with(model: Any, request: RunRequest, backend: Any) -> dict[str, str]:
-    stats = measure(request, model, lambda: False)
-    mean, std = stats.tensors()
-    outputs = tuple(model.sources)
-    plan = make_plan(
-        model,
-        stats.length,
-        needed_sources(outputs),
-        shifts=request.shifts,
-        overlap=request.overlap,
-        segment=request.segment,
-        device=torch.device("cpu"),
-    )
-    return stream_to_files(
-        model, request, outputs, stats, plan, backend, lambda *_: None, lambda: False, mean, std
-    )
+    return separate_file(model, request, lambda *_: None, lambda: False, backend=backend)
 
 
 @pytest.mark.parametrize("name", ["htdemucs", "mdx_extra"])
@@ -99,17 +90,6 @@ def test_the_cpu_uses_the_fast_path_for_the_offered_networks(tiny_repo: Path) ->
         assert isinstance(backend, FastCpuBackend)
 
 
-def test_a_gpu_runs_the_official_model_and_says_so(
-    tiny_repo: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    model = load_model("htdemucs", tiny_repo)
-    request = RunRequest(id="t", input="x", output_dir="y", model="htdemucs")
-    with caplog.at_level(logging.INFO, logger=fast.__name__):
-        backend = choose_backend(model, plan_for(model), torch.device("cuda"), request)
-    assert isinstance(backend, ReferenceBackend) and backend.device.type == "cuda"
-    assert "reference path" in caplog.text and "cuda" in caplog.text
-
-
 def test_an_unknown_network_class_falls_back_with_a_warning(
     tiny_repo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -124,7 +104,7 @@ def test_an_unknown_network_class_falls_back_with_a_warning(
     net.__class__ = Patched
     try:
         request = RunRequest(id="t", input="x", output_dir="y", model="htdemucs")
-        with caplog.at_level(logging.WARNING, logger=fast.__name__):
+        with caplog.at_level(logging.WARNING, logger=backends.__name__):
             backend = choose_backend(model, plan_for(model), torch.device("cpu"), request)
     finally:
         net.__class__ = original

@@ -8,9 +8,14 @@ is cheap next to inference, and nothing proportional to the track's length is
 ever held in memory.
 
 The arithmetic is ``demucs.apply.apply_model``'s. Which code evaluates the
-network on each segment is chosen by ``fast.choose_backend``: the official
-modules (the reference, and always on a GPU), or the faster CPU path where its
-equivalence with the reference is established.
+network on each segment is chosen by ``backends.choose_backend``, which also
+moves the networks that run to the compute device: the official modules (the
+reference, and always on a GPU, where segments are batched), or the faster CPU
+path where its equivalence with the reference is established.
+
+Out of GPU memory, the backend first retries with fewer segments per call; if
+even one segment does not fit, the stream starts again with shorter segments,
+down to ``MIN_RETRY_SEGMENT`` seconds, and each step is announced (``notice``).
 """
 
 from __future__ import annotations
@@ -38,13 +43,17 @@ from soundforge.engines.local.streaming import (
     make_plan,
     run_stream,
 )
-from soundforge.errors import CancelledError
+from soundforge.errors import CancelledError, OutOfMemoryError
 
 log = logging.getLogger(__name__)
 
 # (fraction done 0..1, stage) → None
 Progress = Callable[[float, str], None]
 ShouldStop = Callable[[], bool]
+Notice = Callable[[str], None]
+
+# Shorter segments than this lose too much context to be worth a retry.
+MIN_RETRY_SEGMENT = 1.0
 
 # Progress given to the first (measuring) decoding pass; separating and writing
 # share the rest, since stems are written while segments are computed.
@@ -108,11 +117,21 @@ def map_outputs(
 
 
 def separate_file(
-    model: Any, request: RunRequest, on_progress: Progress, should_stop: ShouldStop
+    model: Any,
+    request: RunRequest,
+    on_progress: Progress,
+    should_stop: ShouldStop,
+    on_notice: Notice | None = None,
+    backend: SegmentBackend | None = None,
 ) -> dict[str, str]:
-    """Separate ``request.input`` into ``request.output_dir``; returns stem → path."""
-    from soundforge.engines.local.fast import choose_backend
+    """Separate ``request.input`` into ``request.output_dir``; returns stem → path.
 
+    ``backend`` replaces the one ``choose_backend`` would pick (tests compare
+    backends through this same path).
+    """
+    from soundforge.engines.local.backends import choose_backend
+
+    notice = on_notice or (lambda text: log.warning("%s", text))
     spec = get_spec(request.model)
     outputs = resolve_outputs(spec, request.stems, request.two_stems)
     device = resolve_device(request.device)
@@ -122,27 +141,53 @@ def separate_file(
         random.seed(request.seed)
     stats = measure(request, model, should_stop)
     mean, std = stats.tensors()
-    plan = make_plan(
-        model,
-        stats.length,
-        needed_sources(outputs),
-        shifts=request.shifts,
-        overlap=request.overlap,
-        segment=request.segment,
-        device=device,
-    )
-    if plan.pruned:
-        log.info(
-            "running %d of %d networks of %s for %s",
-            len(plan.active_members),
-            len(plan.members),
-            request.model,
-            ", ".join(outputs),
+    segment = request.segment
+    draws = random.getstate()
+    while True:
+        random.setstate(draws)  # a retry draws the same shift offsets
+        plan = make_plan(
+            model,
+            stats.length,
+            needed_sources(outputs),
+            shifts=request.shifts,
+            overlap=request.overlap,
+            segment=segment,
+            device=device,
         )
-    backend = choose_backend(model, plan, device, request)
-    on_progress(STATS_SHARE, "separating")
-    return stream_to_files(
-        model, request, outputs, stats, plan, backend, on_progress, should_stop, mean, std
+        if plan.pruned:
+            log.info(
+                "running %d of %d networks of %s for %s",
+                len(plan.active_members),
+                len(plan.members),
+                request.model,
+                ", ".join(outputs),
+            )
+        chosen = backend or choose_backend(model, plan, device, request, notice)
+        on_progress(STATS_SHARE, "separating")
+        try:
+            return stream_to_files(
+                model, request, outputs, stats, plan, chosen, on_progress, should_stop, mean, std
+            )
+        except OutOfMemoryError as exc:
+            current = segment if segment is not None else default_segment(plan)
+            shorter = current / 2
+            if shorter < MIN_RETRY_SEGMENT:
+                raise OutOfMemoryError(
+                    f"{exc.message} Even {current:g} s segments one at a time do not fit: "
+                    "free the GPU of other programs, try --precision bf16 (or fp16), a "
+                    "smaller model, or --device cpu."
+                ) from None
+            notice(
+                f"Out of {device} memory with {current:g} s segments one at a time: "
+                f"starting again with {shorter:g} s segments."
+            )
+            segment = shorter
+
+
+def default_segment(plan: Plan) -> float:
+    """The segment length the plan used, in seconds (the shortest of a bag's)."""
+    return min(
+        member.segment_length / member.model.samplerate for member in plan.active_members
     )
 
 

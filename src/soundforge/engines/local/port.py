@@ -39,6 +39,7 @@ from soundforge.errors import (
     InputAudioError,
     InvalidOptionError,
     ModelUnavailableError,
+    OutOfMemoryError,
     OutputError,
     SoundForgeError,
 )
@@ -53,7 +54,7 @@ ERRORS_BY_CODE: dict[str, type[SoundForgeError]] = {
     cls.code: cls
     for cls in (
         InvalidOptionError, InputAudioError, OutputError, ModelUnavailableError,
-        EngineError, CancelledError,
+        EngineError, OutOfMemoryError, CancelledError,
     )
 }
 
@@ -254,6 +255,8 @@ class DemucsPort:
                 return message
             elif kind == protocol.ERROR:
                 raise error_from_message(message)
+            elif kind == protocol.NOTICE:
+                log.warning("%s", message.get("message"))
 
     def __enter__(self) -> DemucsPort:
         return self

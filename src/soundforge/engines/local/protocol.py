@@ -15,7 +15,12 @@ the request ``id``; ``stage`` and ``code`` are extra fields::
 
     {"type": "progress", "percent": 45, "stage": "separating"}
     {"type": "result", "stems": {"vocals": "/abs/staging/vocals.wav", …}}
-    {"type": "error", "message": "CUDA out of memory", "code": "engine_error"}
+    {"type": "error", "message": "CUDA out of memory", "code": "out_of_memory"}
+
+and, between them, what the user should know about the run (an out-of-memory
+retry with smaller batches or segments)::
+
+    {"type": "notice", "message": "Out of cuda:0 memory with 8 segments per call: …"}
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 PROGRESS = "progress"
 RESULT = "result"
 ERROR = "error"
+NOTICE = "notice"
 SEPARATE = "separate"
 CANCEL = "cancel"
 SHUTDOWN = "shutdown"
@@ -50,3 +56,7 @@ def result(request_id: str, stems: dict[str, str], **extra: Any) -> dict[str, An
 
 def error(request_id: str | None, message: str, code: str) -> dict[str, Any]:
     return {"type": ERROR, "id": request_id, "message": message, "code": code}
+
+
+def notice(request_id: str, message: str) -> dict[str, Any]:
+    return {"type": NOTICE, "id": request_id, "message": message}

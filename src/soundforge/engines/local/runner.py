@@ -99,8 +99,13 @@ class Runner:
                     "out_of_memory",
                 ))
             except Exception as exc:  # every failure must become a message
-                log.exception("separation failed")
-                self.send(protocol.error(request_id, describe_failure(exc), "engine_error"))
+                from soundforge.engines.local.backends import is_out_of_memory
+
+                # e.g. moving the model onto a GPU that is already full
+                code = "out_of_memory" if is_out_of_memory(exc) else "engine_error"
+                if code == "engine_error":
+                    log.exception("separation failed")
+                self.send(protocol.error(request_id, describe_failure(exc), code))
             finally:
                 with self._cancel_lock:
                     self._cancelled.discard(request_id)
@@ -135,14 +140,25 @@ class Runner:
 
     def handle(self, message: dict[str, Any]) -> None:
         from soundforge.engines.local.catalog import get_spec, resolve_outputs
-        from soundforge.engines.local.device import configure_threads, resolve_device
+        from soundforge.engines.local.device import (
+            check_precision,
+            configure_threads,
+            resolve_device,
+        )
         from soundforge.engines.local.inference import separate_file
         from soundforge.engines.local.request import RunRequest
 
         request = RunRequest.from_message(message)
         # Refuse a bad request before spending seconds on loading a model.
         resolve_outputs(get_spec(request.model), request.stems, request.two_stems)
-        resolve_device(request.device)
+        device = resolve_device(request.device)
+        check_precision(request.precision, device)
+        if device.type == "cuda" and device.index is not None:
+            import torch
+
+            # CUDA calls without a device argument go to this GPU, so the runner
+            # never opens a context on GPU 0 when it was given another one.
+            torch.cuda.set_device(device)
         configure_threads(request.threads)
         started = time.perf_counter()
         reused = self._model_key == (request.model, request.repo)
@@ -158,7 +174,13 @@ class Runner:
             last = max(last, percent)
             self.send(protocol.progress(request.id, last, stage))
 
-        stems = separate_file(model, request, on_progress, lambda: self.is_cancelled(request.id))
+        stems = separate_file(
+            model,
+            request,
+            on_progress,
+            lambda: self.is_cancelled(request.id),
+            on_notice=lambda text: self.send(protocol.notice(request.id, text)),
+        )
         self.send(protocol.result(
             request.id, stems, model_reused=reused, load_seconds=round(load_seconds, 3),
             model_loads=self.loads,
@@ -168,8 +190,8 @@ class Runner:
 def describe_failure(exc: BaseException) -> str:
     text = str(exc)
     if "out of memory" in text.lower():
-        return ("The device ran out of memory while separating: try --device cpu, "
-                "a shorter file or a smaller model.")
+        return ("The device ran out of memory while separating: free the GPU of other "
+                "programs, or try --precision bf16, a smaller model or --device cpu.")
     return f"Demucs failed: {type(exc).__name__}: {text[:300]}"
 
 

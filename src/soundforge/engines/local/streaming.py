@@ -23,9 +23,9 @@ it; it is then combined, de-normalised and handed to the stem writers, and the
 input and accumulators behind it are dropped. Memory therefore depends on the
 segment length, never on the track's length.
 
-The model evaluation itself is delegated to a ``SegmentBackend`` so the same
-scheduling runs the official modules (``ReferenceBackend``) or the faster CPU
-path (``fast.py``).
+The model evaluation itself is delegated to a ``SegmentBackend``
+(``backends.py``: the device, batching and precision live there), so the same
+scheduling runs the official modules on any device or the faster CPU path.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ import math
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
+from soundforge.engines.local.backends import SegmentBackend
 from soundforge.errors import CancelledError, EngineError, InvalidOptionError
 
 # (fraction done 0..1, stage) → None
@@ -135,6 +136,12 @@ class Member:
     window: torch.Tensor  # overlap-add weight, on the compute device
     user_segment: float | None
     active: bool
+    # The same weights on the host, where the running weight sums live: copied
+    # once here instead of from the device every segment.
+    window_host: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.window_host = self.window.to("cpu")
 
     def valid_length(self, length: int) -> int:
         """The window the network is evaluated on (``apply_model``'s rule)."""
@@ -202,49 +209,6 @@ class Job:
     @property
     def member(self) -> Member:
         return self.pass_.member
-
-
-class SegmentBackend(Protocol):
-    """Evaluates networks on segment windows.
-
-    ``run`` gets jobs in the order they must be accumulated and returns, for each,
-    the network output centre-trimmed to the job's chunk: ``(sources, channels,
-    chunk)`` on ``device``.
-    """
-
-    name: str
-    device: torch.device
-    batch: int  # how many jobs the scheduler may hand over at once
-
-    def run(self, jobs: Sequence[Job]) -> list[torch.Tensor]: ...
-
-
-def center_trim(out: torch.Tensor, length: int) -> torch.Tensor:
-    # demucs.utils.center_trim, on the last axis.
-    delta = out.shape[-1] - length
-    if delta < 0:
-        raise EngineError(f"The model returned {out.shape[-1]} samples, fewer than {length}.")
-    if delta:
-        out = out[..., delta // 2 : delta // 2 + length]
-    return out
-
-
-class ReferenceBackend:
-    """The official modules, called exactly as ``apply_model`` calls them."""
-
-    name = "reference"
-    batch = 1
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def run(self, jobs: Sequence[Job]) -> list[torch.Tensor]:
-        outputs = []
-        with torch.no_grad():
-            for job in jobs:
-                out = job.member.model(job.window[None].to(self.device))[0]
-                outputs.append(center_trim(out, job.chunk))
-        return outputs
 
 
 # --------------------------------------------------------------------------- input
@@ -566,25 +530,25 @@ def run_stream(
     total = plan.total_segments
 
     def next_jobs() -> list[tuple[Pass, int]]:
-        # The segments whose windows start earliest, across passes: this keeps
-        # every pass within about one segment of the others (lockstep), so the
-        # buffers stay small.
-        cursor = {id(p): p.next_segment for p in plan.passes}
-        picked: list[tuple[Pass, int]] = []
-        for _ in range(backend.batch):
-            best: tuple[int, int, Pass] | None = None
-            for order, p in enumerate(plan.passes):
-                k = cursor[id(p)]
-                if k >= p.segments:
-                    continue
-                start = p.segment_bounds(k)[2]
-                if best is None or (start, order) < (best[0], best[1]):
-                    best = (start, order, p)
-            if best is None:
-                break
-            picked.append((best[2], cursor[id(best[2])]))
-            cursor[id(best[2])] += 1
-        return picked
+        if backend.batch > 1:
+            # Each pass's next `batch` segments: the backend stacks those of one
+            # network into one call, and the passes stay within `batch` segments
+            # of each other, so the buffers stay bounded.
+            return [
+                (p, k)
+                for p in plan.passes
+                for k in range(p.next_segment, min(p.segments, p.next_segment + backend.batch))
+            ]
+        # One segment: the one whose window starts earliest, across passes. This
+        # keeps every pass within about one segment of the others (lockstep).
+        best: tuple[int, int, Pass] | None = None
+        for order, p in enumerate(plan.passes):
+            if p.finished:
+                continue
+            start = p.segment_bounds(p.next_segment)[2]
+            if best is None or (start, order) < (best[0], best[1]):
+                best = (start, order, p)
+        return [] if best is None else [(best[2], best[2].next_segment)]
 
     while True:
         picked = next_jobs()
@@ -600,9 +564,9 @@ def run_stream(
         for job, out in zip(jobs, outputs, strict=True):
             p = job.pass_
             offset = job.segment * p.member.stride
-            weight = p.member.window[: job.chunk]
-            contribution = (weight * out).to("cpu")
-            _accumulate(p, offset, contribution, weight.to("cpu"))
+            # Weighted where the output is (as apply_model does), then one copy home.
+            contribution = (p.member.window[: job.chunk] * out).to("cpu")
+            _accumulate(p, offset, contribution, p.member.window_host[: job.chunk])
             p.next_segment = job.segment + 1
             final_to = p.length if p.finished else p.next_segment * p.member.stride
             _finalise(p, final_to, length)
