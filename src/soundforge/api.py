@@ -76,7 +76,7 @@ def separate(
     """Separate one file into ``output_dir/{track}/{stem}.{ext}``; returns stem → path.
 
     ``options`` are the fields of ``SeparationOptions`` (model, stems, two_stems,
-    format, wav_depth, mp3_bitrate, sample_rate, device, shifts, overlap,
+    format, wav_depth, mp3_bitrate, sample_rate, device, precision, batch, shifts, overlap,
     segment, seed, preview, …). Raises ``SoundForgeError`` subclasses with a
     message meant for people.
     """

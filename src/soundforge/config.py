@@ -7,13 +7,16 @@ sub-process sees the environment it was started with.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DeviceChoice = Literal["auto", "cpu", "cuda", "mps"]
+PrecisionChoice = Literal["fp32", "bf16", "fp16"]
+# A torch device string as the official CLI takes it, or "auto".
+DEVICE_SYNTAX = re.compile(r"^(?:auto|cpu|mps|cuda)$|^(?:cuda|mps):\d+$")
 
 
 class Settings(BaseSettings):
@@ -30,8 +33,23 @@ class Settings(BaseSettings):
         description="A local Demucs model repository ({sig}.th + {name}.yaml) used "
         "instead of the Hugging Face hub.",
     )
-    device: DeviceChoice = Field(default="auto", description="auto = cuda, else mps, else cpu")
-    threads: int = Field(default=0, ge=0, description="CPU threads for inference; 0 = all cores")
+    device: str = Field(
+        default="auto",
+        description="Compute device: auto (CUDA, else Apple MPS, else the CPU), cpu, cuda, "
+        "cuda:N or mps. With several GPUs and `auto`/`cuda`, each worker thread's runner "
+        "takes its own GPU.",
+    )
+    precision: PrecisionChoice = Field(
+        default="fp32",
+        description="fp32 reproduces the reference; bf16/fp16 are faster where the device "
+        "runs them natively (GPUs; bf16 on CPUs with AMX or AVX512-BF16).",
+    )
+    threads: int = Field(
+        default=0,
+        ge=0,
+        description="CPU threads per runner; 0 = the cores shared equally between the "
+        "worker's concurrent runners (all of them for the CLI).",
+    )
     demucs_timeout: float = Field(
         default=300.0,
         gt=0,
@@ -45,6 +63,14 @@ class Settings(BaseSettings):
         ge=0,
         description="Optional hard ceiling in seconds for one separation; 0 = none.",
     )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not DEVICE_SYNTAX.match(value):
+            raise ValueError("use auto, cpu, cuda, cuda:N (N = GPU number) or mps")
+        return value
 
     # --- LALAL.AI -----------------------------------------------------------
     lalalai_url: str = Field(default="https://www.lalal.ai/api/v1/")

@@ -88,7 +88,17 @@ def separate_command(
         None, "--sample-rate", help="Output sample rate (default: the input's)."
     ),
     device: str | None = typer.Option(
-        None, "--device", help="cpu, cuda or mps (default: SOUNDFORGE_DEVICE, else auto)."
+        None,
+        "--device",
+        help="auto, cpu, cuda, cuda:N or mps (default: SOUNDFORGE_DEVICE, else auto).",
+    ),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help="fp32 (exact, default), bf16 or fp16: faster where the device runs them natively.",
+    ),
+    batch: int | None = typer.Option(
+        None, "--batch", help="Segments per model call (default: from free GPU memory; 1 on CPUs)."
     ),
     shifts: int = typer.Option(1, "--shifts", help="Random-shift passes averaged (Demucs)."),
     overlap: float = typer.Option(0.25, "--overlap", help="Overlap between segments."),
@@ -117,6 +127,8 @@ def separate_command(
             mp3_bitrate=mp3_bitrate,
             sample_rate=sample_rate,
             device=device,
+            precision=precision.strip().lower() if precision else None,
+            batch=batch,
             shifts=shifts,
             overlap=overlap,
             segment=segment,

@@ -51,6 +51,8 @@ class SeparationOptions:
 
     # local (Demucs)
     device: str | None = None  # None = settings / auto
+    precision: str | None = None  # fp32 | bf16 | fp16; None = settings (fp32)
+    batch: int | None = None  # segments per forward call; None = chosen from free memory
     shifts: int = 1
     overlap: float = 0.25
     segment: float | None = None

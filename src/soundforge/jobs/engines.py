@@ -22,6 +22,7 @@ from soundforge.db.accounts import get_lalalai_key
 from soundforge.db.models import UserSettings
 from soundforge.engines.base import Engine, SeparationOptions
 from soundforge.engines.lalalai.keys import resolve_key
+from soundforge.engines.local.device import RunnerPlacement
 from soundforge.engines.registry import create_engine
 from soundforge.errors import AuthError
 
@@ -41,11 +42,18 @@ def lalalai_key_for(settings: Settings, user_settings: UserSettings | None) -> s
     return key.get_secret_value() if key is not None else None
 
 
-def build_engine(settings: Settings, engine: str, api_key: str | None = None) -> Engine:
+def build_engine(
+    settings: Settings,
+    engine: str,
+    api_key: str | None = None,
+    placement: RunnerPlacement | None = None,
+) -> Engine:
     if engine == "lalalai":
         if not api_key:
             raise AuthError(MISSING_KEY)
         return create_engine("lalalai", settings, api_key=api_key)
+    if engine == "local" and placement is not None:
+        return create_engine(engine, settings, placement=placement)
     return create_engine(engine, settings)
 
 
@@ -86,8 +94,9 @@ def _check_minutes(engine: Engine, options: SeparationOptions, duration: float) 
 class EngineSet:
     """The engines of one worker thread, created on first use and kept."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, placement: RunnerPlacement | None = None) -> None:
         self.settings = settings
+        self.placement = placement
         self._engines: dict[tuple[str, str], Engine] = {}
 
     def get(self, engine: str, api_key: str | None = None) -> Engine:
@@ -95,7 +104,7 @@ class EngineSet:
         slot = (engine, key_ref if engine == "lalalai" else "")
         found = self._engines.get(slot)
         if found is None:
-            found = build_engine(self.settings, engine, api_key)
+            found = build_engine(self.settings, engine, api_key, self.placement)
             self._engines[slot] = found
         return found
 

@@ -25,14 +25,16 @@ from soundforge.stems import parse_stem_list
 OPTION_FIELDS: dict[str, dataclasses.Field[Any]] = {
     f.name: f for f in dataclasses.fields(SeparationOptions)
 }
-LOCAL_ONLY = frozenset({"model", "device", "shifts", "overlap", "segment", "seed"})
+LOCAL_ONLY = frozenset(
+    {"model", "device", "precision", "batch", "shifts", "overlap", "segment", "seed"}
+)
 LALALAI_ONLY = frozenset(
     {"preview", "splitter", "extraction_level", "enhanced_processing", "noise_cancelling"}
 )
-# Fields that never change the stems' content.
-NOT_IN_KEY = frozenset({"device"})
+# Fields that never change the stems' content (batching only changes rounding).
+NOT_IN_KEY = frozenset({"device", "batch"})
 
-_INTS = {"mp3_bitrate", "sample_rate", "shifts", "seed"}
+_INTS = {"mp3_bitrate", "sample_rate", "shifts", "seed", "batch"}
 _FLOATS = {"overlap", "segment"}
 _BOOLS = {"preview", "enhanced_processing", "noise_cancelling"}
 _TRUE = {"1", "true", "yes", "on"}
@@ -62,13 +64,14 @@ def _coerce(name: str, value: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError(value)
             if isinstance(value, str) and not value.strip():
-                return None if name in ("sample_rate", "seed") else OPTION_FIELDS[name].default
+                optional = name in ("sample_rate", "seed", "batch")
+                return None if optional else OPTION_FIELDS[name].default
             return int(value)
         if name in _FLOATS:
             if isinstance(value, str) and not value.strip():
                 return None if name == "segment" else OPTION_FIELDS[name].default
             return float(value)
-        if name in ("two_stems", "splitter", "extraction_level", "device"):
+        if name in ("two_stems", "splitter", "extraction_level", "device", "precision"):
             text = str(value).strip()
             return text.lower() if text else None
         return str(value).strip().lower()

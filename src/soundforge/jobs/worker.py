@@ -40,6 +40,7 @@ from sqlalchemy import Table, select
 from soundforge.config import Settings, get_settings
 from soundforge.db.migrate import upgrade_database
 from soundforge.db.models import JobStatus, ProcessingJob
+from soundforge.engines.local.device import RunnerPlacement
 from soundforge.jobs import recovery, state
 from soundforge.jobs.config import PipelineSettings
 from soundforge.jobs.engines import EngineSet
@@ -92,13 +93,15 @@ class Worker:
         self._safe_recover()
         log.info("worker %s started with %d threads", self.worker_id, self.concurrency)
         for index in range(self.concurrency):
-            self._spawn(self._work_loop, f"soundforge-worker-{index + 1}")
+            self._spawn(self._work_loop, f"soundforge-worker-{index + 1}", index)
         self._spawn(self._monitor_loop, "soundforge-monitor")
         self._spawn(self._reconcile_loop, "soundforge-reconciler")
         return self
 
-    def _spawn(self, target: object, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: object, name: str, *args: object) -> None:
+        thread = threading.Thread(
+            target=target, name=name, args=args, daemon=True  # type: ignore[arg-type]
+        )
         thread.start()
         self._threads.append(thread)
 
@@ -146,8 +149,10 @@ class Worker:
                 signal.signal(sig, handler)
 
     # --- the work -----------------------------------------------------------------
-    def _work_loop(self) -> None:
-        engines = EngineSet(self.settings)
+    def _work_loop(self, slot: int = 0) -> None:
+        # Each thread's Demucs runner gets its own GPU (several GPUs) or its own
+        # share of the CPU cores: see device.RunnerPlacement.
+        engines = EngineSet(self.settings, RunnerPlacement(slot, self.concurrency))
         self._local.engines = engines
         queue = self.pipeline.queue
         try:

@@ -8,16 +8,16 @@ from dataclasses import dataclass
 
 from soundforge.engines.base import OUTPUT_FORMATS
 from soundforge.engines.local.catalog import DEFAULT_MODEL, MODELS
-from soundforge.engines.local.device import DEVICES
+from soundforge.engines.local.device import available_devices, device_label
 from soundforge.stems import LALALAI_STEMS
 
 ENGINE_LABELS = {"local": "Local Demucs", "lalalai": "LALAL.AI cloud"}
-DEVICE_LABELS = {
-    "auto": "Automatic (GPU when present)",
-    "cpu": "CPU",
-    "cuda": "NVIDIA GPU (CUDA)",
-    "mps": "Apple GPU (Metal)",
-}
+
+
+def device_choices() -> list[tuple[str, str]]:
+    """(value, label) of the devices this server's machine has, for the settings form."""
+    return [(choice, device_label(choice)) for choice in available_devices()]
+
 FORMAT_LABELS = {
     "wav": "WAV (lossless)",
     "flac": "FLAC (lossless, smaller)",
@@ -73,10 +73,10 @@ def model_stems() -> dict[str, list[str]]:
 
 __all__ = [
     "DEFAULT_MODEL",
-    "DEVICES",
     "LALALAI_STEMS",
     "MODELS",
     "OUTPUT_FORMATS",
     "comparison_rows",
+    "device_choices",
     "model_stems",
 ]

@@ -122,6 +122,12 @@ class SeparationIn(BaseModel):
     wav_depth: str | None = Field(None, description="16, 24 or float")
     mp3_bitrate: int | None = None
     sample_rate: int | None = None
+    device: str | None = Field(None, description="Local: auto, cpu, cuda, cuda:N or mps; "
+                               "default: your settings")
+    precision: str | None = Field(None, description="Local: fp32 (exact, default), bf16 or "
+                                  "fp16 where the worker's device runs them natively")
+    batch: int | None = Field(None, description="Local: segments per model call; default: "
+                              "from free GPU memory")
     shifts: int | None = None
     overlap: float | None = None
     segment: float | None = None

@@ -7,6 +7,7 @@ from typing import Any
 from soundforge.config import Settings
 from soundforge.db import UserSettings
 from soundforge.db.accounts import set_lalalai_key
+from soundforge.engines.local.device import parse_device
 from soundforge.errors import InvalidOptionError
 from soundforge.web import catalog
 
@@ -47,10 +48,8 @@ def apply_settings_update(settings: Settings, prefs: UserSettings, changes: dict
             f"Unknown model {changes['demucs_model']!r}. "
             f"Choose one of: {', '.join(catalog.MODELS)}."
         )
-    if "device" in changes and changes["device"] not in catalog.DEVICES:
-        raise InvalidOptionError(
-            f"Unknown device {changes['device']!r}: use {', '.join(catalog.DEVICES)}."
-        )
+    if "device" in changes:
+        check_device_choice(changes["device"])
     if "output_format" in changes and changes["output_format"] not in catalog.OUTPUT_FORMATS:
         raise InvalidOptionError(
             f"Unknown output format {changes['output_format']!r}: "
@@ -69,3 +68,16 @@ def apply_settings_update(settings: Settings, prefs: UserSettings, changes: dict
         prefs.device = None if changes["device"] == "auto" else changes["device"]
     if "lalalai_api_key" in changes:
         set_lalalai_key(settings, prefs, changes["lalalai_api_key"])
+
+
+def check_device_choice(choice: object) -> None:
+    """A device the form offers: valid, and present on this server's machine."""
+    if not isinstance(choice, str):
+        raise InvalidOptionError("The device must be text, e.g. auto, cpu or cuda.")
+    parse_device(choice)  # the syntax, with its own message
+    offered = [value for value, _ in catalog.device_choices()]
+    if choice.strip().lower() not in offered:
+        raise InvalidOptionError(
+            f"Device {choice!r} is not available on this server: choose {', '.join(offered)}."
+        )
+

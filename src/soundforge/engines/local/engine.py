@@ -16,7 +16,13 @@ from soundforge.engines.base import (
     SeparationOptions,
 )
 from soundforge.engines.local.catalog import get_spec, resolve_outputs
-from soundforge.engines.local.device import DEVICES, resolve_device
+from soundforge.engines.local.device import (
+    PRECISIONS,
+    RunnerPlacement,
+    cuda_device_count,
+    parse_device,
+    resolve_device,
+)
 from soundforge.engines.local.port import DemucsPort, MessageHook
 from soundforge.engines.local.request import RunRequest
 from soundforge.errors import InvalidOptionError
@@ -42,22 +48,41 @@ def validate_common(options: SeparationOptions) -> None:
 class LocalEngine:
     name = "local"
 
-    def __init__(self, settings: Settings | None = None, port: DemucsPort | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        port: DemucsPort | None = None,
+        placement: RunnerPlacement | None = None,
+    ) -> None:
         self.settings = settings or get_settings()
         self.port = port or DemucsPort(
             stall_timeout=self.settings.demucs_timeout, max_time=self.settings.demucs_max_time
         )
+        # Which of the machine's concurrent runners this engine's is (a worker
+        # thread each): it decides the runner's GPU and its share of the cores.
+        self.placement = placement or RunnerPlacement()
         self.last_result: dict[str, Any] = {}
+
+    def device_for(self, options: SeparationOptions) -> str:
+        choice = parse_device(options.device or self.settings.device)
+        if choice in ("auto", "cuda") and self.placement.slots > 1:
+            return self.placement.device(choice, cuda_device_count())
+        return choice
 
     def validate(self, options: SeparationOptions) -> SeparationOptions:
         spec = get_spec(options.model)
         resolve_outputs(spec, options.stems, options.two_stems)
         validate_common(options)
-        device = options.device or self.settings.device
-        if device not in DEVICES:
-            raise InvalidOptionError(f"Unknown device {device!r}: use {', '.join(DEVICES)}.")
+        device = parse_device(options.device or self.settings.device)
         if device != "auto" and device != "cpu":
             resolve_device(device)  # an explicit GPU that is not there: say so now
+        precision = options.precision or self.settings.precision
+        if precision not in PRECISIONS:
+            raise InvalidOptionError(
+                f"Unknown precision {precision!r}: use {', '.join(PRECISIONS)}."
+            )
+        if options.batch is not None and not 1 <= options.batch <= 256:
+            raise InvalidOptionError("--batch must be between 1 and 256 segments per call.")
         if not 0 <= options.shifts <= 20:
             raise InvalidOptionError("--shifts must be between 0 and 20.")
         if not 0 <= options.overlap < 1:
@@ -87,8 +112,9 @@ class LocalEngine:
                 staging.path,
                 options,
                 repo=self.settings.model_repo,
-                device=options.device or self.settings.device,
-                threads=self.settings.threads,
+                device=self.device_for(options),
+                precision=options.precision or self.settings.precision,
+                threads=self.placement.threads(self.settings.threads),
             )
             result = self.port.separate(request, on_progress, cancel, on_message)
             self.last_result = result

@@ -23,6 +23,8 @@ class RunRequest:
     mp3_bitrate: int = 320
     sample_rate: int | None = None
     device: str = "auto"
+    precision: str = "fp32"
+    batch: int | None = None  # segments per forward call; None = chosen by the backend
     shifts: int = 1
     overlap: float = 0.25
     segment: float | None = None
@@ -48,6 +50,7 @@ class RunRequest:
         repo: Path | None,
         device: str,
         threads: int,
+        precision: str = "fp32",
     ) -> RunRequest:
         return cls(
             id=request_id,
@@ -62,6 +65,8 @@ class RunRequest:
             mp3_bitrate=options.mp3_bitrate,
             sample_rate=options.sample_rate,
             device=device,
+            precision=precision,
+            batch=options.batch,
             shifts=options.shifts,
             overlap=options.overlap,
             segment=options.segment,
