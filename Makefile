@@ -7,7 +7,7 @@ STAMP_RUN  := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 DEPS   := pyproject.toml constraints.txt scripts/bootstrap.sh
 
-.PHONY: run test lint typecheck bench bench-floor setup clean
+.PHONY: run test lint typecheck bench bench-quick bench-floor setup clean
 
 $(STAMP_RUN): $(DEPS)
 	bash scripts/bootstrap.sh
@@ -34,6 +34,11 @@ typecheck: $(STAMP_TEST)
 
 bench: $(STAMP_TEST)
 	$(BIN)/python bench/separation.py
+	$(BIN)/python bench/devices.py
+
+bench-quick: $(STAMP_TEST)
+	$(BIN)/python bench/separation.py --quick
+	$(BIN)/python bench/devices.py --quick
 
 bench-floor: $(STAMP_TEST)
 	$(BIN)/python bench/floor.py

@@ -178,12 +178,17 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
         segment=args.segment,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
+        precision=args.precision,
+        batch=args.batch,
     )
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    reset_gpu_peak(args.device)
     started = time.perf_counter()
     stems = separate_file(model, request, lambda *_: None, lambda: False)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "stems": stems}
+    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "gpu_peak_mb": gpu_peak_mb(args.device),
+            "stems": stems}
 
 
 def worker_reference(args: argparse.Namespace) -> dict[str, Any]:
@@ -196,6 +201,7 @@ def worker_reference(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, Path(args.repo))
+    reset_gpu_peak(args.device)
     started = time.perf_counter()
     # What the official API does: decode, normalise, apply_model, de-normalise.
     reader = AudioReader(args.input, model.samplerate, model.audio_channels)
@@ -210,8 +216,9 @@ def worker_reference(args: argparse.Namespace) -> dict[str, Any]:
             shifts=args.shifts,
             overlap=args.overlap,
             segment=args.segment,
+            device=args.device if args.device != "auto" else None,
         )[0]
-    out = out * std + mean
+    out = out.cpu() * std + mean
     seconds = time.perf_counter() - started
     stems = {}
     if args.out:
@@ -220,7 +227,23 @@ def worker_reference(args: argparse.Namespace) -> dict[str, Any]:
             path = Path(args.out) / f"{name}.npy"
             np.save(path, tensor.numpy())
             stems[name] = str(path)
-    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "stems": stems}
+    return {"seconds": seconds, "peak_mb": peak_rss_mb(), "gpu_peak_mb": gpu_peak_mb(args.device),
+            "stems": stems}
+
+
+def reset_gpu_peak(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def gpu_peak_mb(device: str) -> float | None:
+    import torch
+
+    if not device.startswith("cuda"):
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
 
 
 def worker_warm(args: argparse.Namespace) -> dict[str, Any]:
@@ -323,6 +346,9 @@ def main() -> None:
     parser.add_argument("--segment", type=float)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--batch", type=int)
     args = parser.parse_args()
     if args.worker:
         workers = {"ours": worker_ours, "ref": worker_reference, "warm": worker_warm}

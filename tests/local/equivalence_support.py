@@ -31,6 +31,7 @@ def reference_estimates(
     overlap: float = 0.25,
     segment: float | None = None,
     seed: int | None = None,
+    device: str | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(decoded mix, {source: estimate}) at the model's rate, as the official API gives them."""
     mix = decoded_mix(model, path)
@@ -47,7 +48,8 @@ def reference_estimates(
             overlap=overlap,
             segment=segment,
             progress=False,
-        )[0]
+            device=device,
+        )[0].cpu()
     out = out * std + mean
     return mix, dict(zip(model.sources, out, strict=True))
 
