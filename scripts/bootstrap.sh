@@ -34,7 +34,7 @@ fi
 if [[ $want_test -eq 1 ]]; then
   # Tests run against real servers and a real browser. A machine without them
   # still runs the rest; those tests then skip and say why.
-  apt_install postgresql redis-server chromium fonts-dejavu-core || \
+  apt_install postgresql redis-server chromium fonts-dejavu-core ffmpeg || \
     echo "bootstrap: continuing without some test services" >&2
 fi
 
