@@ -56,16 +56,24 @@ def load_source(text: str, original: Path | None = None) -> StemSet:
         database.dispose()
 
 
-def output_path(output: Path | None, source: StemSet, suffix: str, source_text: str) -> Path:
-    """``-o FILE`` as given; ``-o FOLDER/`` or an existing folder gets ``{track}{suffix}``;
-    without ``-o``, beside the stems' folder (or in the current folder for a job)."""
-    name = safe_value(source.track, "track") + suffix
+def output_path(
+    output: Path | None, source: StemSet, name_suffix: str, file_suffix: str, source_text: str
+) -> Path:
+    """``-o FILE`` (a name ending in ``file_suffix``) as given; any other ``-o`` is a
+    folder that gets ``{track}{name_suffix}``; without ``-o``, beside the stems'
+    folder (or in the current folder for a job)."""
+    name = safe_value(source.track, "track") + name_suffix
     if output is None:
         folder = Path(source_text)
         return folder.parent / name if folder.is_dir() else Path(name)
-    if output.is_dir() or str(output).endswith(("/", "\\")):
-        return output / name
-    return output
+    if output.name.lower().endswith(file_suffix) and not output.is_dir():
+        return output
+    if output.suffix.lower() in (".wav", ".flac", ".mp3", ".mp4", ".m4a"):
+        raise InvalidOptionError(
+            f"{output}: the file name must end in {file_suffix} for this export "
+            "(or give a folder)."
+        )
+    return output / name
 
 
 def export_stems_command(
@@ -88,9 +96,7 @@ def export_stems_command(
     try:
         stem_set = load_source(source, master)
         mapping = parse_mapping(stem_map, stem_set.names)
-        target = output_path(output, stem_set, STEM_SUFFIX, source)
-        if not target.name.endswith(STEM_SUFFIX):
-            raise InvalidOptionError(f"{target}: an NI Stems file's name ends in {STEM_SUFFIX}.")
+        target = output_path(output, stem_set, STEM_SUFFIX, STEM_SUFFIX, source)
     except SoundForgeError as exc:
         error(exc.message)
         raise typer.Exit(EXIT_USAGE) from None
@@ -100,7 +106,8 @@ def export_stems_command(
         error(exc.message)
         raise typer.Exit(EXIT_FAILED) from None
     slots = "; ".join(f"{slot}: {'+'.join(m) or 'silent'}" for slot, m in result.mapping.items())
-    stdout.print(f"{result.path} (master: {result.master}; {slots})", markup=False)
+    stdout.print(f"{result.path} (master: {result.master}; {slots})", markup=False,
+                 soft_wrap=True)
 
 
 def mix_command(
@@ -138,7 +145,9 @@ def mix_command(
         state = MixState(state.gains, state.muted, state.soloed, master_volume)
         state.check_against(stem_set.names)
         label = preset.lower() if preset else "mix"
-        target = output_path(output, stem_set, f" ({label}).{fmt.lower()}", source)
+        target = output_path(
+            output, stem_set, f" ({label}).{fmt.lower()}", f".{fmt.lower()}", source
+        )
     except SoundForgeError as exc:
         error(exc.message)
         raise typer.Exit(EXIT_USAGE) from None
@@ -147,7 +156,7 @@ def mix_command(
     except SoundForgeError as exc:
         error(exc.message)
         raise typer.Exit(EXIT_FAILED) from None
-    stdout.print(str(target), markup=False)
+    stdout.print(str(target), markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

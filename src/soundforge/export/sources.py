@@ -16,6 +16,7 @@ from soundforge.errors import InputAudioError, InvalidOptionError
 from soundforge.library.tags import Artwork, TrackTags, read_tags
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3")
+FOLDER_ORDER = ("drums", "bass", "other", "vocals", "guitar", "piano")
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,16 @@ def stems_in_folder(folder: Path, original: Path | None = None) -> StemSet:
             f"{folder} is not a folder of stems. Give the folder that `soundforge separate` "
             "wrote (OUTDIR/TRACK) or a job id of the web app."
         )
-    stems = {
-        path.stem: path
-        for path in sorted(folder.iterdir())
+    found = [
+        path for path in folder.iterdir()
         if path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith(".")
-    }
+    ]
+    # Demucs' order first (drums bass other vocals …), then the rest by name.
+    found.sort(key=lambda path: (
+        FOLDER_ORDER.index(path.stem) if path.stem in FOLDER_ORDER else len(FOLDER_ORDER),
+        path.stem,
+    ))
+    stems = {path.stem: path for path in found}
     if not stems:
         raise InputAudioError(
             f"{folder} holds no stems (.wav, .flac or .mp3 files): separate the track first."
