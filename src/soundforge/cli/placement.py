@@ -53,7 +53,9 @@ class Placement:
         self.ni = fmt == NI_FORMAT
         self.template: FilenameTemplate | None = None
         if template is not None or self.ni:
-            self.template = FilenameTemplate.parse(template or NI_DEFAULT_TEMPLATE)
+            self.template = FilenameTemplate.parse(
+                NI_DEFAULT_TEMPLATE if template is None else template
+            )
             has_stem = "stem" in self.template.variables
             if self.ni and has_stem:
                 raise InvalidOptionError(
