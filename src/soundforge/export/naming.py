@@ -132,6 +132,27 @@ class FilenameTemplate:
             paths[stem] = path
         return paths
 
+    def render_all(self, rows: Iterable[Mapping[str, str]]) -> list[str]:
+        """Paths for files of several separations (a ZIP of a whole track); refused
+        when two would share a name."""
+        paths: list[str] = []
+        seen: dict[str, Mapping[str, str]] = {}
+        for values in rows:
+            path = self.render(values)
+            key = path.casefold()
+            if key in seen:
+                first = seen[key]
+                raise InvalidOptionError(
+                    f"The file-name template {self.text!r} names two files {path!r} (the "
+                    f"{first.get('stem')} stem of {first.get('engine')} {first.get('model')} "
+                    f"of {first.get('date')}, and the {values.get('stem')} stem of "
+                    f"{values.get('engine')} {values.get('model')} of {values.get('date')}): "
+                    "add {model}, {engine} or {date} so separations get their own names."
+                )
+            seen[key] = values
+            paths.append(path)
+        return paths
+
 
 def date_value(moment: datetime | date | None = None) -> str:
     """``{date}``: the day of the separation, ISO style (2026-11-30)."""
