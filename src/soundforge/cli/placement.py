@@ -96,7 +96,7 @@ class Placement:
                 relative = self.template.render_stems(stems, self.fmt, values)
             targets = {name: self.output / path for name, path in relative.items()}
             for target in targets.values():
-                earlier = self._written.get(str(target))
+                earlier = self._written.get(str(target).casefold())
                 if earlier is not None and earlier != str(input_path):
                     raise InvalidOptionError(
                         f"The file-name template {self.template.text!r} names {target} for "
@@ -108,7 +108,10 @@ class Placement:
                 if self.ni
                 else self._move(stems, targets)
             )
-            self._written.update({str(path): str(input_path) for path in placed.values()})
+            # Compared without case: macOS and Windows would overwrite.
+            self._written.update(
+                {str(path).casefold(): str(input_path) for path in placed.values()}
+            )
             return placed
         finally:
             shutil.rmtree(self.work_dir(input_path), ignore_errors=True)
