@@ -280,3 +280,16 @@ def test_separate_refuses_stem_in_an_nistems_template(model_env: Path, tmp_path:
     assert result.returncode == 2
     assert "one NI Stems file holds every stem" in " ".join(result.stderr.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_default_mapping_of_other_stem_sets() -> None:
+    from soundforge.export.nistems import default_mapping
+
+    lalalai = ("vocals", "backing_vocals", "drums", "electric_guitar", "synth", "rest")
+    assert default_mapping(lalalai) == {
+        "drums": ("drums",), "bass": (),
+        "other": ("electric_guitar", "synth", "rest"),
+        "vocals": ("vocals", "backing_vocals"),
+    }
+    assert default_mapping(("drums", "no_drums")) == {
+        "drums": ("drums",), "bass": (), "other": ("no_drums",), "vocals": ()}

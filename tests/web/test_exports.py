@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import pytest
 import soundfile as sf
 from mutagen.mp4 import Atoms
 
-from soundforge.db import Track
+from soundforge.db import ProcessingJob, Track
 from tests.export.conftest import ffmpeg_decode, ffprobe, needs_ffmpeg
 from tests.web.conftest import User
 from tests.web.helpers import completed_job, upload
@@ -205,3 +208,34 @@ def test_the_track_page_offers_the_exports_that_fit(alice: User, pipeline, wav: 
     card = card[: card.index("</section>")]
     assert 'value="instrumental"' in card and 'value="acappella"' in card
     assert 'value="drumless"' not in card  # no drums stem in a karaoke separation
+
+
+def test_a_job_without_stems_yet_cannot_be_exported(alice: User, pipeline, job) -> None:
+    _, job_id = job
+    with pipeline.db.transaction() as session:
+        session.get(ProcessingJob, job_id).status = "running"
+    for path in (f"/export/nistems/{job_id}", f"/export/mix/{job_id}"):
+        response = alice.client.get(path, headers=alice.headers())
+        assert response.status_code == 422
+        assert "has no stems to export (it is running)" in response.json()["error"]["message"]
+
+
+@needs_ffmpeg
+def test_the_cli_exports_a_web_job_by_its_id(settings, pipeline, job, tmp_path: Path) -> None:
+    _, job_id = job
+    env = {**os.environ, "SOUNDFORGE_DATA_DIR": str(settings.data_dir), "COLUMNS": "300"}
+    run = [sys.executable, "-m", "soundforge"]
+    result = subprocess.run([*run, "export-stems", job_id, "-o", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "master: original" in result.stdout
+    produced = tmp_path / "My Song.stem.mp4"
+    assert len([s for s in ffprobe(produced)["streams"] if s["codec_type"] == "audio"]) == 5
+
+    result = subprocess.run([*run, "mix", job_id, "--preset", "bassless", "-o", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    stems = stems_on_disk(pipeline, job_id)
+    np.testing.assert_allclose(ffmpeg_decode(tmp_path / "My Song (bassless).wav"),
+                               stems["drums"] + stems["other"] + stems["vocals"],
+                               atol=1.01 / 32768)
