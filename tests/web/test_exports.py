@@ -239,3 +239,18 @@ def test_the_cli_exports_a_web_job_by_its_id(settings, pipeline, job, tmp_path: 
     np.testing.assert_allclose(ffmpeg_decode(tmp_path / "My Song (bassless).wav"),
                                stems["drums"] + stems["other"] + stems["vocals"],
                                atol=1.01 / 32768)
+
+
+def test_folders_a_killed_server_left_are_swept(alice: User, pipeline, job) -> None:
+    _, job_id = job
+    exports = pipeline.uploads_dir.parent / "exports"
+    stale = exports / "export-killed"
+    stale.mkdir(parents=True)
+    (stale / "half.stem.mp4").write_bytes(b"\0" * 100)
+    os.utime(stale, (1_000_000_000, 1_000_000_000))
+    fresh = exports / "export-sending"
+    fresh.mkdir()
+    response = alice.client.get(f"/export/mix/{job_id}")
+    assert response.status_code == 200
+    assert not stale.exists()
+    assert fresh.exists()  # another request may still be sending it

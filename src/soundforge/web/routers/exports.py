@@ -10,8 +10,10 @@ under the data directory, sent, and deleted once sent. Bad parameters answer
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from fastapi import APIRouter, Query, Request
@@ -37,6 +39,7 @@ from soundforge.web.routers.files import MEDIA_TYPES, _attachment
 router = APIRouter(tags=["files"])
 
 NI_MEDIA_TYPE = "audio/mp4"
+STALE_SECONDS = 24 * 3600
 
 
 def _source(request: Request, session: DbSession, user: ApiUser, job_id: str) -> StemSet:
@@ -47,7 +50,18 @@ def _source(request: Request, session: DbSession, user: ApiUser, job_id: str) ->
 def _work_dir(request: Request) -> Path:
     root = Path(request.app.state.settings.data_dir) / "exports"
     root.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(root)
     return Path(tempfile.mkdtemp(prefix="export-", dir=root))
+
+
+def _sweep_stale(root: Path) -> None:
+    """A server killed while rendering or sending leaves its folder behind; one
+    untouched for a day is no longer being sent."""
+    cutoff = time.time() - STALE_SECONDS
+    for folder in root.glob("export-*"):
+        with contextlib.suppress(OSError):
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _send(path: Path, work: Path, name: str, media_type: str) -> FileResponse:
