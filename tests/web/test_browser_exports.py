@@ -4,6 +4,7 @@ and at 390 px. The downloads are read back with ffmpeg/ffprobe."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,30 @@ def test_export_panel_renders_what_the_player_plays(server: str, browser,
         .map((el) => `${el.tagName}.${el.className}`)""")
     assert mobile.evaluate("document.documentElement.scrollWidth") <= 390, wide
     shot(mobile, "track-exports-mobile")
+
+    # Settings → Exports on the phone: the ZIP's file-name template.
+    mobile.goto(f"{server}/settings#exports")
+    section = mobile.locator("#exports")
+    field = section.locator("#filename_template")
+    _visible_inside(field, section.bounding_box())
+    field.fill("{track}/{stem}.{ext}")
+    section.locator("button:has-text('Save export settings')").click()
+    mobile.wait_for_selector(".alert-ok:has-text('Export settings saved')")
+    assert mobile.locator("#filename_template").input_value() == "{track}/{stem}.{ext}"
+    assert mobile.evaluate("document.documentElement.scrollWidth") <= 390
+    # Every section of the side navigation is in view, Exports included.
+    links = mobile.locator(".side-nav a")
+    assert links.count() == 4
+    for i in range(4):
+        _visible_inside(links.nth(i), {"x": 0, "width": 390})
+    shot(mobile, "settings-exports-mobile")
     phone.close()
+    with page.expect_download() as info:
+        page.goto(f"{server}/tracks/{track_id}")
+        page.click("[data-zip-link]")
+    with zipfile.ZipFile(info.value.path()) as archive:
+        assert sorted(archive.namelist()) == [
+            f"Night Drive/{stem}.wav" for stem in ("bass", "drums", "other", "vocals")]
 
     assert errors == [], f"JavaScript errors: {errors}"
     context.close()
