@@ -96,6 +96,18 @@ def test_export_panel_renders_what_the_player_plays(server: str, browser,
     np.testing.assert_allclose(ffmpeg_decode(tmp_path / "mix.wav"), expected,
                                atol=1.01 / 32768)
 
+    # Solo beats mute, in the player and in the file: the muted vocals, soloed,
+    # are all that sounds.
+    player.locator("[data-stem][data-name='vocals'] [data-solo]").click()
+    gains = {name: player.locator(f"[data-stem][data-name='{name}']").get_attribute("data-gain")
+             for name in stems}
+    assert gains == {"drums": "0.00", "bass": "0.00", "other": "0.00", "vocals": "1.00"}
+    with page.expect_download() as info:
+        mix_button.click()
+    info.value.save_as(tmp_path / "solo.wav")
+    np.testing.assert_allclose(ffmpeg_decode(tmp_path / "solo.wav"), 0.8 * stems["vocals"],
+                               atol=1.01 / 32768)
+
     # A preset ignores the player's state: the whole mix without vocals.
     panel.locator("select[name=format]").select_option("flac")
     with page.expect_download() as info:
