@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import stempeg
 
 from soundforge.errors import InvalidOptionError
 from soundforge.export.mixing import MixState, available_presets, preset_state, render_mix
@@ -173,3 +174,22 @@ def test_the_render_streams_so_memory_stays_flat(tmp_path: Path) -> None:
     expected = stems["drums"] + stems["bass"] + stems["other"] + 0.5 * stems["vocals"]
     assert mix.shape == expected.shape
     np.testing.assert_allclose(mix, expected, atol=1e-6)
+
+
+@needs_ffmpeg
+def test_the_python_api_renders_and_exports(tmp_path: Path) -> None:
+    import soundforge
+
+    make_stems(tmp_path / "song", FOUR, seconds=1.0)
+    mix = soundforge.render_mix(tmp_path / "song", tmp_path / "m.wav", gains={"bass": 0.25},
+                                solo=("bass", "drums"), format="wav")
+    stems = stored(tmp_path / "song")
+    data, _ = sf.read(str(mix), dtype="float32")
+    np.testing.assert_allclose(data, 0.25 * stems["bass"] + stems["drums"], atol=1.01 / 32768)
+    with pytest.raises(InvalidOptionError, match="give it alone"):
+        soundforge.render_mix(tmp_path / "song", tmp_path / "x.wav", preset="drumless",
+                              mute=("bass",))
+    produced = soundforge.export_stems(tmp_path / "song", codec="alac")
+    assert produced == tmp_path / "song.stem.mp4"
+    stems_read, rate = stempeg.read_stems(str(produced), dtype=np.float32)
+    assert rate == RATE and stems_read.shape[0] == 5
