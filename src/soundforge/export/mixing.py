@@ -96,9 +96,11 @@ def parse_names(text: str | None) -> frozenset[str]:
     return frozenset(part.strip().lower() for part in (text or "").split(",") if part.strip())
 
 
+# Name → label on the player's buttons. Instrumental: everything but vocals;
+# a cappella: vocals only; drumless and bassless: everything but that stem.
 PRESETS: dict[str, str] = {
-    "instrumental": "Instrumental (everything but vocals)",
-    "acappella": "A cappella (vocals only)",
+    "instrumental": "Instrumental",
+    "acappella": "A cappella",
     "drumless": "Drumless",
     "bassless": "Bassless",
 }

@@ -12,7 +12,7 @@ import jinja2
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
-from soundforge.export.mixing import available_presets
+from soundforge.export.mixing import PRESETS, available_presets
 from soundforge.web.security import csrf_token
 
 PACKAGE_DIR = Path(__file__).parent
@@ -73,11 +73,6 @@ def stem_label(name: str) -> str:
     return name.replace("_", " ")
 
 
-# Button labels of the player's mix presets (soundforge.export.mixing.PRESETS).
-PRESET_LABELS = {"instrumental": "Instrumental", "acappella": "A cappella",
-                 "drumless": "Drumless", "bassless": "Bassless"}
-
-
 def mix_presets(stem_names: list[str]) -> list[str]:
     """The presets a separation with these stems can render."""
     return available_presets(stem_names)
@@ -105,7 +100,7 @@ def create_templates() -> Jinja2Templates:
     env.filters["when"] = format_when
     env.filters["stem_label"] = stem_label
     env.globals["mix_presets"] = mix_presets
-    env.globals["preset_labels"] = PRESET_LABELS
+    env.globals["preset_labels"] = PRESETS
     # The icon macros are needed in every template and include.
     icons = env.get_template("_icons.html").module
     env.globals["icon"] = icons.icon  # type: ignore[attr-defined]
