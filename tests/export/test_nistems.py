@@ -293,3 +293,22 @@ def test_default_mapping_of_other_stem_sets() -> None:
     }
     assert default_mapping(("drums", "no_drums")) == {
         "drums": ("drums",), "bass": (), "other": ("no_drums",), "vocals": ()}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stem-codec", "alac"], "add --format stem.mp4"),
+        (["--stem-map", "other=other"], "add --format stem.mp4"),
+        (["--format", "stem.mp4", "--stem-codec", "flac"], "Unknown stem codec 'flac'"),
+    ],
+)
+def test_separate_refuses_nistems_options_that_would_do_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    make_stems(tmp_path / "parts", FOUR, seconds=0.5)
+    result = soundforge("separate", tmp_path / "parts" / "vocals.wav", "-o", tmp_path / "out",
+                        *args, env={"COLUMNS": "300"})
+    assert result.returncode == 2
+    assert message in " ".join(result.stderr.split())
+    assert not (tmp_path / "out").exists()

@@ -90,8 +90,8 @@ def separate_command(
         help='Name files by a template, e.g. "{track}-{stem}.{ext}"; '
         "variables {track} {stem} {ext} {model} {engine} {date}; / makes folders.",
     ),
-    stem_codec: str = typer.Option(
-        "aac", "--stem-codec", help="stem.mp4: aac (256 kbit/s) or alac (lossless)."
+    stem_codec: str | None = typer.Option(
+        None, "--stem-codec", help="stem.mp4: aac (256 kbit/s, the default) or alac (lossless)."
     ),
     stem_map: str | None = typer.Option(
         None, "--stem-map", help='stem.mp4: fill the four slots, e.g. "other=other+guitar".'
@@ -124,11 +124,16 @@ def separate_command(
     fmt = fmt.lower()
     ni_stems = fmt == NI_FORMAT
     try:
-        placement = Placement(output, filename, fmt, engine, model, stem_codec.lower(), stem_map)
-        if ni_stems and stem_codec.lower() not in STEM_CODECS:
+        if not ni_stems and (stem_codec is not None or stem_map is not None):
+            raise InvalidOptionError(
+                "--stem-codec and --stem-map are for NI Stems files: add --format stem.mp4."
+            )
+        codec = (stem_codec or "aac").lower()
+        if codec not in STEM_CODECS:
             raise InvalidOptionError(
                 f"Unknown stem codec {stem_codec!r}: use aac (256 kbit/s) or alac (lossless)."
             )
+        placement = Placement(output, filename, fmt, engine, model, codec, stem_map)
         options = SeparationOptions(
             model=model,
             stems=parse_stem_list(stems),
