@@ -2,7 +2,8 @@
 # Creates .venv and installs SoundForge with pinned dependencies.
 #   scripts/bootstrap.sh          what `make run` needs
 #   scripts/bootstrap.sh --test   also the system packages the tests start
-#                                 (PostgreSQL, Redis, Chromium)
+#                                 (PostgreSQL, Redis, Chromium, and the ffmpeg
+#                                 programs that check exported files)
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
