@@ -312,3 +312,46 @@ def test_separate_refuses_nistems_options_that_would_do_nothing(
     assert result.returncode == 2
     assert message in " ".join(result.stderr.split())
     assert not (tmp_path / "out").exists()
+
+
+def _layout(path: Path) -> dict:
+    """What DJ software looks at, read with mutagen: the boxes on the way to the
+    stem box, each track's handler and enabled flag, the JSON's shape."""
+    with open(path, "rb") as handle:
+        atoms = Atoms(handle)
+        moov = atoms.path(b"moov")[-1]
+        tracks = []
+        for trak in moov.findall(b"trak"):
+            tkhd = next(trak.findall(b"tkhd"))
+            handle.seek(tkhd.offset + 8)
+            enabled = bool(int.from_bytes(handle.read(4)[1:], "big") & 1)
+            hdlr = trak[b"mdia", b"hdlr"]
+            handle.seek(hdlr.offset + 16)
+            tracks.append((handle.read(4), enabled))
+        udta = moov[(b"udta",)]
+        ok, data = udta[(b"stem",)].read(handle)
+    assert ok
+    box = json.loads(data)
+    return {
+        "udta": [child.name for child in udta.children],
+        "tracks": tracks,
+        "keys": sorted(box),
+        "compressor": sorted(box["mastering_dsp"]["compressor"]),
+        "limiter": sorted(box["mastering_dsp"]["limiter"]),
+        "stem_keys": [sorted(stem) for stem in box["stems"]],
+        "colors": [stem["color"] for stem in box["stems"]],
+    }
+
+
+def test_the_layout_matches_a_reference_nistems_file(tmp_path: Path) -> None:
+    """stempeg ships a stem file made by NI's tools; ours must match it box by box
+    where DJ software looks (the stem box's place, five sound tracks with only
+    the first enabled, the JSON's fields and colours)."""
+    reference = Path(stempeg.example_stem_path())
+    make_stems(tmp_path / "song", FOUR, seconds=1.0)
+    result = soundforge("export-stems", tmp_path / "song")
+    assert result.returncode == 0, result.stderr
+    ours = _layout(tmp_path / "song.stem.mp4")
+    theirs = _layout(reference)
+    assert theirs["tracks"] == [(b"soun", True)] + [(b"soun", False)] * 4
+    assert ours == theirs
