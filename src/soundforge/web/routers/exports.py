@@ -44,7 +44,11 @@ STALE_SECONDS = 24 * 3600
 
 def _source(request: Request, session: DbSession, user: ApiUser, job_id: str) -> StemSet:
     job = owned_job(session, user, job_id)
-    return stems_of_job(job, Path(request.app.state.settings.uploads_dir))
+    source = stems_of_job(job, Path(request.app.state.settings.uploads_dir))
+    # The render takes seconds: end the transaction now so it holds no
+    # database connection meanwhile (the StemSet is plain data).
+    session.commit()
+    return source
 
 
 def _work_dir(request: Request) -> Path:
