@@ -2,7 +2,8 @@
 # Creates .venv and installs SoundForge with pinned dependencies.
 #   scripts/bootstrap.sh          what `make run` needs
 #   scripts/bootstrap.sh --test   also the system packages the tests start
-#                                 (PostgreSQL, Redis, Chromium)
+#                                 (PostgreSQL, Redis, Chromium, and the ffmpeg
+#                                 programs that check exported files)
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ fi
 if [[ $want_test -eq 1 ]]; then
   # Tests run against real servers and a real browser. A machine without them
   # still runs the rest; those tests then skip and say why.
-  apt_install postgresql redis-server chromium fonts-dejavu-core || \
+  apt_install postgresql redis-server chromium fonts-dejavu-core ffmpeg || \
     echo "bootstrap: continuing without some test services" >&2
 fi
 

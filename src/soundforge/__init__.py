@@ -9,14 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Separator", "__version__", "separate"]
+__all__ = ["Separator", "__version__", "export_stems", "render_mix", "separate"]
+_API = ("separate", "Separator", "export_stems", "render_mix")
 
 if TYPE_CHECKING:
-    from soundforge.api import Separator, separate
+    from soundforge.api import Separator, export_stems, render_mix, separate
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("separate", "Separator"):
+    if name in _API:
         from soundforge import api
 
         return getattr(api, name)

@@ -88,3 +88,56 @@ def separate(
         options["stems"] = tuple(options["stems"])
     with Separator(engine, settings, **options) as separator:
         return separator.separate(input_path, output_dir, on_progress, cancel)
+
+
+def export_stems(
+    stems_dir: str | Path,
+    target: str | Path | None = None,
+    *,
+    master: str | Path | None = None,
+    codec: str = "aac",
+    stem_map: str | None = None,
+) -> Path:
+    """An NI Stems file (``.stem.mp4``) from a folder ``separate`` wrote; returns its path.
+
+    ``target`` defaults to ``{folder}.stem.mp4`` beside the folder; ``master`` is
+    the original mix (track 0 and the tags), else the stems' sum; ``codec`` is
+    ``aac`` or ``alac``; ``stem_map`` as ``"other=other+guitar,vocals=vocals+piano"``.
+    """
+    from soundforge.export.nistems import STEM_SUFFIX, parse_mapping, write_ni_stems
+    from soundforge.export.sources import stems_in_folder
+
+    folder = Path(stems_dir)
+    source = stems_in_folder(folder, Path(master) if master is not None else None)
+    path = Path(target) if target is not None else folder.parent / (folder.name + STEM_SUFFIX)
+    return write_ni_stems(source, path, codec, parse_mapping(stem_map, source.names)).path
+
+
+def render_mix(
+    stems_dir: str | Path,
+    target: str | Path,
+    *,
+    gains: dict[str, float] | None = None,
+    mute: tuple[str, ...] = (),
+    solo: tuple[str, ...] = (),
+    master_volume: float = 1.0,
+    preset: str | None = None,
+    format: str = "wav",
+) -> Path:
+    """The stems of a folder mixed as the web player would play them (solo beats
+    mute), or by a ``preset`` (instrumental, acappella, drumless, bassless)."""
+    from soundforge.errors import InvalidOptionError
+    from soundforge.export.mixing import MixState, preset_state
+    from soundforge.export.mixing import render_mix as render
+    from soundforge.export.sources import stems_in_folder
+
+    source = stems_in_folder(Path(stems_dir))
+    if preset and (gains or mute or solo):
+        raise InvalidOptionError("A preset sets the whole mix: give it alone.")
+    state = (
+        preset_state(preset, source.names)
+        if preset
+        else MixState(dict(gains or {}), frozenset(mute), frozenset(solo))
+    )
+    state = MixState(state.gains, state.muted, state.soloed, master_volume)
+    return render(source, state, Path(target), format)

@@ -24,7 +24,7 @@ def test_demucs_section_saves_and_validates(alice: User) -> None:
     assert alice.client.get("/api/settings").json() == {
         "engine": "local", "demucs_model": "mdx_extra", "device": "cpu",
         "output_format": "flac", "lalalai_preview": True, "lalalai_key_set": False,
-        "lalalai_key_masked": None,
+        "lalalai_key_masked": None, "filename_template": None,
     }
     bad = alice.client.post("/settings/demucs", data={
         "csrf_token": alice.csrf, "demucs_model": "htdemucs_xl", "device": "cpu",

@@ -8,7 +8,7 @@ import os
 import typer
 
 from soundforge import __version__
-from soundforge.cli import models, separate, serve, worker
+from soundforge.cli import export, models, separate, serve, worker
 
 app = typer.Typer(
     name="soundforge",
@@ -20,6 +20,7 @@ app = typer.Typer(
 separate.register(app)
 models.register(app)
 worker.register(app)
+export.register(app)
 serve.register(app)
 
 

@@ -25,14 +25,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from soundforge.api import track_folder
 from soundforge.cli.output import emit_json, error, stderr, stdout
+from soundforge.cli.placement import NI_FORMAT, Placement
 from soundforge.config import get_settings
 from soundforge.engines.base import Engine, SeparationOptions
 from soundforge.engines.lalalai.keys import require_key
 from soundforge.engines.lalalai.leftovers import RunningWork, release_leftovers, running_work
 from soundforge.engines.registry import ENGINE_NAMES, create_engine
-from soundforge.errors import SoundForgeError
+from soundforge.errors import InvalidOptionError, SoundForgeError
+from soundforge.export.nistems import STEM_CODECS
 from soundforge.stems import parse_stem_list
 
 EXIT_FAILED = 1
@@ -81,7 +82,20 @@ def separate_command(
     two_stems: str | None = typer.Option(
         None, "--two-stems", help="Write STEM and no_STEM only (e.g. vocals for karaoke)."
     ),
-    fmt: str = typer.Option("wav", "--format", help="wav, flac or mp3."),
+    fmt: str = typer.Option(
+        "wav", "--format", help="wav, flac, mp3, or stem.mp4 (one NI Stems file per track)."
+    ),
+    filename: str | None = typer.Option(
+        None, "--filename",
+        help='Name files by a template, e.g. "{track}-{stem}.{ext}"; '
+        "variables {track} {stem} {ext} {model} {engine} {date}; / makes folders.",
+    ),
+    stem_codec: str | None = typer.Option(
+        None, "--stem-codec", help="stem.mp4: aac (256 kbit/s, the default) or alac (lossless)."
+    ),
+    stem_map: str | None = typer.Option(
+        None, "--stem-map", help='stem.mp4: fill the four slots, e.g. "other=other+guitar".'
+    ),
     wav_depth: str = typer.Option("16", "--wav-depth", help="WAV/FLAC depth: 16, 24 or float."),
     mp3_bitrate: int = typer.Option(320, "--mp3-bitrate", help="MP3 bitrate in kbit/s."),
     sample_rate: int | None = typer.Option(
@@ -117,13 +131,26 @@ def separate_command(
 ) -> None:
     """Split audio files into stems."""
     settings = get_settings()
+    fmt = fmt.lower()
+    ni_stems = fmt == NI_FORMAT
     try:
+        if not ni_stems and (stem_codec is not None or stem_map is not None):
+            raise InvalidOptionError(
+                "--stem-codec and --stem-map are for NI Stems files: add --format stem.mp4."
+            )
+        codec = (stem_codec or "aac").lower()
+        if codec not in STEM_CODECS:
+            raise InvalidOptionError(
+                f"Unknown stem codec {stem_codec!r}: use aac (256 kbit/s) or alac (lossless)."
+            )
+        placement = Placement(output, filename, fmt, engine, model, codec, stem_map)
         options = SeparationOptions(
             model=model,
             stems=parse_stem_list(stems),
             two_stems=two_stems.strip().lower() if two_stems else None,
-            format=fmt.lower(),  # type: ignore[arg-type]
-            wav_depth=wav_depth.lower(),  # type: ignore[arg-type]
+            # NI Stems are encoded from float stems written on the way.
+            format="wav" if ni_stems else fmt,  # type: ignore[arg-type]
+            wav_depth="float" if ni_stems else wav_depth.lower(),  # type: ignore[arg-type]
             mp3_bitrate=mp3_bitrate,
             sample_rate=sample_rate,
             device=device,
@@ -161,7 +188,7 @@ def separate_command(
         with terminate_as_interrupt():
             for input_path in inputs:
                 try:
-                    if not separate_one(runner, input_path, output, options, as_json):
+                    if not separate_one(runner, input_path, placement, options, as_json):
                         failures += 1
                 finally:
                     # The engine has cleaned up at the provider by now.
@@ -175,6 +202,7 @@ def separate_command(
         raise typer.Exit(code) from None
     finally:
         runner.close()
+        placement.close()
     if failures:
         raise typer.Exit(EXIT_FAILED)
 
@@ -190,9 +218,13 @@ def report_error(input_path: Path | None, exc: SoundForgeError, as_json: bool) -
 
 
 def separate_one(
-    engine: Engine, input_path: Path, output: Path, options: SeparationOptions, as_json: bool
+    engine: Engine,
+    input_path: Path,
+    placement: Placement,
+    options: SeparationOptions,
+    as_json: bool,
 ) -> bool:
-    destination = track_folder(output, input_path)
+    destination = placement.work_dir(input_path)
     try:
         if as_json:
             def on_progress(percent: int) -> None:
@@ -201,6 +233,7 @@ def separate_one(
             stems = engine.separate(input_path, options, on_progress, None, destination)
         else:
             stems = separate_with_bar(engine, input_path, options, destination)
+        stems = placement.place(input_path, stems)
     except SoundForgeError as exc:
         report_error(input_path, exc, as_json)
         return False
@@ -210,7 +243,9 @@ def separate_one(
             "stems": {name: str(path) for name, path in stems.items()},
         })
     else:
-        stdout.print(f"{input_path}: {len(stems)} stems in {destination}")
+        folders = sorted({str(path.parent) for path in stems.values()})
+        what = "an NI Stems file" if NI_FORMAT in stems else f"{len(stems)} stems"
+        stdout.print(f"{input_path}: {what} in {', '.join(folders)}", markup=False)
     return True
 
 

@@ -113,6 +113,9 @@ class UserSettings(Base):
     lalalai_preview: Mapped[bool] = mapped_column(
         Boolean, default=True, server_default=true()
     )
+    # How ZIP downloads name their entries ("{track}-{stem}.{ext}", see
+    # soundforge.export.naming); None keeps the built-in layout.
+    filename_template: Mapped[str | None] = mapped_column(String(300))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     user: Mapped[User] = relationship(back_populates="settings")

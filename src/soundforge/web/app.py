@@ -108,6 +108,7 @@ def create_app(
         api,
         auth,
         docs,
+        exports,
         files,
         lalalai,
         library,
@@ -120,6 +121,7 @@ def create_app(
     app.include_router(tracks.router)
     app.include_router(settings_page.router)
     app.include_router(files.router)
+    app.include_router(exports.router)
     app.include_router(lalalai.router)
     app.include_router(api.router)
     app.include_router(docs.router)

@@ -148,6 +148,9 @@ class SettingsOut(BaseModel):
     lalalai_preview: bool
     lalalai_key_set: bool
     lalalai_key_masked: str | None
+    filename_template: str | None = Field(
+        None, description="How ZIP downloads name entries; null: the built-in layout"
+    )
 
 
 class SettingsIn(BaseModel):
@@ -160,6 +163,11 @@ class SettingsIn(BaseModel):
     lalalai_preview: bool | None = None
     lalalai_api_key: str | None = Field(
         None, description="Your LALAL.AI key (stored encrypted); an empty string removes it"
+    )
+    filename_template: str | None = Field(
+        None,
+        description='Names of ZIP entries, e.g. "{track}/{stem}.{ext}"; variables {track} '
+        "{stem} {ext} {model} {engine} {date}; an empty string or null: the built-in layout",
     )
 
 

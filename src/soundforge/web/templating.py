@@ -12,6 +12,7 @@ import jinja2
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
+from soundforge.export.mixing import PRESETS, available_presets
 from soundforge.web.security import csrf_token
 
 PACKAGE_DIR = Path(__file__).parent
@@ -72,6 +73,11 @@ def stem_label(name: str) -> str:
     return name.replace("_", " ")
 
 
+def mix_presets(stem_names: list[str]) -> list[str]:
+    """The presets a separation with these stems can render."""
+    return available_presets(stem_names)
+
+
 def _context(request: Request) -> dict[str, Any]:
     return {
         "csrf_token": csrf_token(request),
@@ -93,6 +99,8 @@ def create_templates() -> Jinja2Templates:
     env.filters["filesize"] = format_size
     env.filters["when"] = format_when
     env.filters["stem_label"] = stem_label
+    env.globals["mix_presets"] = mix_presets
+    env.globals["preset_labels"] = PRESETS
     # The icon macros are needed in every template and include.
     icons = env.get_template("_icons.html").module
     env.globals["icon"] = icons.icon  # type: ignore[attr-defined]

@@ -9,10 +9,11 @@ from soundforge.db import UserSettings
 from soundforge.db.accounts import set_lalalai_key
 from soundforge.engines.local.device import parse_device
 from soundforge.errors import InvalidOptionError
+from soundforge.export.naming import FilenameTemplate
 from soundforge.web import catalog
 
 EDITABLE = ("engine", "demucs_model", "device", "output_format", "lalalai_preview",
-            "lalalai_api_key")
+            "lalalai_api_key", "filename_template")
 
 
 def settings_dict(prefs: UserSettings) -> dict[str, Any]:
@@ -25,6 +26,7 @@ def settings_dict(prefs: UserSettings) -> dict[str, Any]:
         "lalalai_preview": bool(prefs.lalalai_preview),
         "lalalai_key_set": prefs.has_lalalai_key,
         "lalalai_key_masked": mask_key(prefs.lalalai_key_last4) if prefs.has_lalalai_key else None,
+        "filename_template": prefs.filename_template,
     }
 
 
@@ -61,7 +63,17 @@ def apply_settings_update(settings: Settings, prefs: UserSettings, changes: dict
     if key is not None and (not isinstance(key, str) or len(key.strip()) > 200):
         raise InvalidOptionError("The LALAL.AI key must be text of at most 200 characters.")
 
-    for name in ("engine", "demucs_model", "output_format", "lalalai_preview"):
+    template = changes.get("filename_template")
+    if template is not None:
+        if not isinstance(template, str):
+            raise InvalidOptionError("filename_template must be text, or null for the default.")
+        if template.strip():
+            changes["filename_template"] = check_zip_template(template)
+        else:
+            changes["filename_template"] = None
+
+    for name in ("engine", "demucs_model", "output_format", "lalalai_preview",
+                 "filename_template"):
         if name in changes:
             setattr(prefs, name, changes[name])
     if "device" in changes:
@@ -81,3 +93,13 @@ def check_device_choice(choice: object) -> None:
             f"Device {choice!r} is not available on this server: choose {', '.join(offered)}."
         )
 
+
+def check_zip_template(text: str) -> str:
+    """A template for ZIP entries: it must tell a separation's stems apart."""
+    template = FilenameTemplate.parse(text)
+    if "stem" not in template.variables:
+        raise InvalidOptionError(
+            f"The file-name template {template.text!r} has no {{stem}}: every stem of a "
+            "separation would get the same name. Add {stem}."
+        )
+    return template.text

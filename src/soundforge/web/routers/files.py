@@ -19,9 +19,11 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy import select
 
 from soundforge.db import ProcessingJob, Stem, Track
+from soundforge.db.accounts import get_user_settings
 from soundforge.web.access import owned_job, owned_stem, owned_track, resolve_upload
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import NotFound
+from soundforge.web.export_names import templated_zip_entries
 from soundforge.web.zipstream import stream_zip
 
 router = APIRouter(tags=["files"])
@@ -88,14 +90,17 @@ def export_stem(request: Request, session: DbSession, user: ApiUser, stem_id: in
 
 
 def zip_entries(
-    session: DbSession, track: Track, uploads: Path
+    session: DbSession, track: Track, uploads: Path, template: str | None = None
 ) -> list[tuple[str, Path]]:
-    """``{title}/{engine}-{model}-{date}/{stem}.{ext}`` for every completed job's stems."""
+    """``{title}/{engine}-{model}-{date}/{stem}.{ext}`` for every completed job's
+    stems, or the names the user's file-name template gives them."""
     jobs = session.scalars(
         select(ProcessingJob)
         .where(ProcessingJob.track_id == track.id, ProcessingJob.status == "completed")
         .order_by(ProcessingJob.created_at)
     ).all()
+    if template:
+        return templated_zip_entries(template, track, jobs, uploads)
     base = safe_filename(track.title)
     entries: list[tuple[str, Path]] = []
     used: set[str] = set()
@@ -122,13 +127,15 @@ def zip_entries(
     responses={
         200: {"content": {"application/zip": {}}},
         404: {"description": "No such track, not yours, or no stems yet"},
+        422: {"description": "Your file-name template gives two files the same name"},
     },
 )
 def export_track_stems(
     request: Request, session: DbSession, user: ApiUser, track_id: str
 ) -> Response:
     track = owned_track(session, user, track_id)
-    entries = zip_entries(session, track, uploads_dir(request))
+    template = get_user_settings(session, user).filename_template
+    entries = zip_entries(session, track, uploads_dir(request), template)
     if not entries:
         raise NotFound("set of stems")
     name = f"{safe_filename(track.title)} - stems.zip"

@@ -121,3 +121,14 @@ def delete_token(request: Request, session: DbSession, user: PageUser, token_id:
     session.commit()
     flash(request, "ok", f"Token “{token.name}” revoked.")
     return redirect("/settings#tokens")
+
+
+@router.post("/settings/exports", dependencies=[Csrf])
+def save_exports(
+    request: Request,
+    session: DbSession,
+    user: PageUser,
+    filename_template: str = Form(""),
+) -> Response:
+    changes = {"filename_template": filename_template}
+    return _save(request, session, user, changes, "Export settings saved.", "exports")

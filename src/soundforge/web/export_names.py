@@ -1,0 +1,33 @@
+"""ZIP entries named by the user's file-name template (Settings → Exports)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from soundforge.db import ProcessingJob, Track
+from soundforge.export.naming import FilenameTemplate, date_value
+from soundforge.web.access import resolve_upload
+from soundforge.web.errors import NotFound
+
+
+def templated_zip_entries(
+    template: str, track: Track, jobs: Sequence[ProcessingJob], uploads: Path
+) -> list[tuple[str, Path]]:
+    """``(name in the ZIP, file)`` for the stems of ``jobs``; a template that gives two
+    files one name is refused (422) rather than one of them being dropped."""
+    rows: list[dict[str, str]] = []
+    files: list[Path] = []
+    for job in jobs:
+        for stem in job.stems:
+            try:
+                path = resolve_upload(uploads, stem.file_path)
+            except NotFound:
+                continue  # a file removed behind our back: export what is there
+            rows.append({
+                "track": track.title, "stem": stem.stem_type, "ext": stem.format,
+                "model": job.model, "engine": job.engine, "date": date_value(job.created_at),
+            })
+            files.append(path)
+    names = FilenameTemplate.parse(template).render_all(rows)
+    return list(zip(names, files, strict=True))
