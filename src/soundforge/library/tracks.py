@@ -24,7 +24,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from soundforge.audio.probe import probe
-from soundforge.db.base import new_uuid
+from soundforge.db.base import is_uuid, new_uuid
 from soundforge.db.errors import NotFoundError
 from soundforge.db.models import ProcessingJob, Track, User
 from soundforge.errors import InputAudioError, OutputError
@@ -161,6 +161,8 @@ def import_track(
 
 def get_track(session: Session, user: User | int, track_id: str) -> Track:
     """The user's track, or NotFoundError (also for another user's track)."""
+    if not is_uuid(track_id):
+        raise NotFoundError("No such track.")
     track = session.scalar(
         select(Track).where(Track.id == track_id, Track.user_id == _user_id(user))
     )

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from soundforge.db import ApiToken, User
 from soundforge.db.accounts import create_api_token, get_user_settings
+from soundforge.db.base import is_row_id
 from soundforge.errors import InvalidOptionError
 from soundforge.web import catalog
 from soundforge.web.deps import Csrf, DbSession, PageUser
@@ -115,7 +116,7 @@ def new_token(
 
 @router.post("/settings/tokens/{token_id}/delete", dependencies=[Csrf])
 def delete_token(request: Request, session: DbSession, user: PageUser, token_id: int) -> Response:
-    token = session.get(ApiToken, token_id)
+    token = session.get(ApiToken, token_id) if is_row_id(token_id) else None
     if token is None or token.user_id != user.id:
         raise NotFound("token")
     session.delete(token)
