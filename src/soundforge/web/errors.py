@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from soundforge import errors as sf
 from soundforge.db.errors import NotFoundError
+from soundforge.db.security import SecretError
+from soundforge.jobs.service import QueueUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,23 @@ class TooLarge(WebError):
         )
 
 
+# Errors the framework raises (a malformed body, a wrong method, a bad Range …)
+# → a stable code from the documented catalogue (docs/web.md, "Errors"). Any
+# other status gets the generic ``http_error``, never an undocumented ``http_NNN``.
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "too_large",
+    415: "unsupported_media_type",
+    416: "range_not_satisfiable",
+    422: "invalid_request",
+    429: "rate_limited",
+}
+
 # SoundForgeError subclasses → HTTP status. Most specific first.
 _STATUS_BY_ERROR: tuple[tuple[type[sf.SoundForgeError], int], ...] = (
     (NotFoundError, 404),
@@ -85,6 +104,9 @@ _STATUS_BY_ERROR: tuple[tuple[type[sf.SoundForgeError], int], ...] = (
     (sf.ProviderError, 502),
     (sf.CancelledError, 409),
     (sf.ModelUnavailableError, 503),
+    (QueueUnavailableError, 503),
+    # The stored LALAL.AI key cannot be read with this server secret: enter it again.
+    (SecretError, 422),
     (sf.OutputError, 507),
     (sf.EngineError, 500),
 )
@@ -156,8 +178,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-        code = codes.get(exc.status_code, f"http_{exc.status_code}")
+        code = HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             message = "This page does not exist or is not yours."
