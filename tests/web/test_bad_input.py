@@ -144,3 +144,43 @@ def test_known_job_status_filters_work(alice: User, track: str) -> None:
                       headers=alice.headers())
     assert len(alice.client.get("/api/jobs?status=queued,running").json()["jobs"]) == 1
     assert alice.client.get("/api/jobs?status=completed").json()["jobs"] == []
+
+
+@pytest.mark.parametrize(("filename", "title"), [
+    ("x</script><script>alert(1)</script>.wav", "x</script><script>alert(1)</script>"),
+    ("AC/DC - Back in Black.wav", "AC/DC - Back in Black"),
+    # The multipart parser itself drops a Windows client's folder (old browsers sent it).
+    ("C:\\Users\\me\\My Song.wav", "My Song"),
+    ("../../etc/passwd.wav", "../../etc/passwd"),
+    ("no extension", "no extension"),
+])
+def test_upload_names_with_slashes_keep_a_readable_title(
+    alice: User, wav: Path, pipeline, filename: str, title: str
+) -> None:
+    with open(wav, "rb") as handle:
+        response = alice.client.post(
+            "/api/tracks", files={"files": (filename, handle, "audio/wav")},
+            headers=alice.headers(),
+        )
+    assert response.status_code == 201, response.text
+    track = response.json()["tracks"][0]
+    assert track["title"] == title
+    assert track["original_filename"].startswith(title)
+    # Stored where it always is, whatever the name said.
+    folder = pipeline.uploads_dir / "tracks" / track["id"]
+    assert [p.name for p in folder.iterdir() if p.name.startswith("original")] == [
+        "original.wav"
+    ]
+    page = alice.client.get("/").text
+    assert "<script>alert(1)</script>" not in page  # escaped wherever it is shown
+
+
+def test_control_characters_leave_the_name(pipeline, wav: Path) -> None:
+    from soundforge.db.accounts import create_user
+    from soundforge.library.tracks import import_track
+
+    with pipeline.db.transaction() as session:
+        user = create_user(session, "carol@example.com", "correct horse battery")
+        user_id = user.id
+    track = import_track(pipeline, user_id, wav, filename="tab\there\x00\u202enull/x.wav")
+    assert track.title == "tab here null/x"
