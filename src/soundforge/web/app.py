@@ -20,12 +20,12 @@ from soundforge.db.security import derive_key
 from soundforge.jobs.pipeline import Pipeline
 from soundforge.web.errors import install_error_handlers
 from soundforge.web.events import JobEvents
-from soundforge.web.security import LoginLimiter
+from soundforge.web.guard import StrangerGuard
+from soundforge.web.security import SESSION_MAX_AGE, LoginLimiter
 from soundforge.web.templating import STATIC_DIR, create_templates
 from soundforge.web.uploads import UploadLimitMiddleware
 
 SESSION_COOKIE = "soundforge_session"
-SESSION_MAX_AGE = 14 * 24 * 3600
 
 API_DESCRIPTION = """
 The SoundForge REST API, for scripts. Every route answers JSON; errors are
@@ -90,7 +90,8 @@ def create_app(
 
     install_error_handlers(app)
     # Order: the last added runs first. Size limits are checked before the
-    # session is even decoded.
+    # session is even decoded; strangers are refused right after it is.
+    app.add_middleware(StrangerGuard)
     app.add_middleware(
         SessionMiddleware,
         secret_key=derive_key(settings, "web-session:v1").hex(),

@@ -30,6 +30,7 @@ from soundforge.db import Database
 from soundforge.db.models import LoginFailure
 
 CSRF_SESSION_KEY = "csrf"
+SESSION_MAX_AGE = 14 * 24 * 3600  # the cookie's and the server-side session's lifetime
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 

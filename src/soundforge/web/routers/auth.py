@@ -9,8 +9,16 @@ from fastapi.responses import Response
 from sqlalchemy.exc import IntegrityError
 
 from soundforge.db.accounts import MIN_PASSWORD_LENGTH, authenticate, create_user, normalize_email
+from soundforge.db.web_sessions import end_all_web_sessions
 from soundforge.errors import InvalidOptionError
-from soundforge.web.deps import Csrf, DbSession, OptionalUser, login_session
+from soundforge.web.deps import (
+    Csrf,
+    DbSession,
+    OptionalUser,
+    PageUser,
+    login_session,
+    logout_session,
+)
 from soundforge.web.pages import flash, redirect, render, safe_next
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -61,7 +69,7 @@ def login(
         )
     session.commit()  # last login time, a rehashed password
     limiter.succeeded(address, email_key)
-    login_session(request, user)
+    login_session(request, user, session)
     return redirect(safe_next(next))
 
 
@@ -104,13 +112,23 @@ def signup(
             },
             status_code=422,
         )
-    login_session(request, user)
+    login_session(request, user, session)
     flash(request, "ok", "Welcome to SoundForge! Drop a track below to get started.")
     return redirect("/")
 
 
 @router.post("/logout", dependencies=[Csrf])
-def logout(request: Request) -> Response:
+def logout(request: Request, session: DbSession) -> Response:
+    # Deleted on the server too: a copy of the cookie stops working now.
+    logout_session(request, session)
+    return redirect("/login")
+
+
+@router.post("/logout/everywhere", dependencies=[Csrf])
+def logout_everywhere(request: Request, session: DbSession, user: PageUser) -> Response:
+    """End every browser session of the user (a lost laptop, a shared computer)."""
+    end_all_web_sessions(session, user.id)
+    session.commit()
     request.session.clear()
     return redirect("/login")
 
