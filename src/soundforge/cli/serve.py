@@ -78,7 +78,10 @@ def register(app: typer.Typer) -> None:
                     log_level="info" if "SOUNDFORGE_LOG_LEVEL" not in os.environ else None,
                     # Open SSE streams must not hold a shutdown up for long.
                     timeout_graceful_shutdown=5,
-                    proxy_headers=True,
+                    # Forwarded headers only from the proxies the operator named:
+                    # anyone else could claim any address.
+                    proxy_headers=bool(settings.trusted_proxies.strip()),
+                    forwarded_allow_ips=settings.trusted_proxies.strip() or None,
                 )
             )
             server.run()

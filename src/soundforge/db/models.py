@@ -314,6 +314,18 @@ class LoginFailure(Base):
     at: Mapped[float] = mapped_column(Float, index=True)
 
 
+class LoginKnownAddress(Base):
+    """An address an account signed in from (a hash of both, like
+    ``login_failures``). When an address is over its limit for failed sign-ins,
+    accounts that signed in from it before may still try: one client guessing
+    made-up emails cannot lock its neighbours out."""
+
+    __tablename__ = "login_known_addresses"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)  # Unix time of the last sign-in
+
+
 class WebSession(Base):
     """A signed-in browser session. The cookie carries a random id; only its
     SHA-256 is stored, and the session is valid only while its row exists. So

@@ -113,6 +113,8 @@ def signup(
             status_code=422,
         )
     login_session(request, user, session)
+    # This address is now one the account is known at (see LoginLimiter).
+    request.app.state.login_limiter.succeeded(client_address(request), user.email)
     flash(request, "ok", "Welcome to SoundForge! Drop a track below to get started.")
     return redirect("/")
 

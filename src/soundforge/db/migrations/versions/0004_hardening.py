@@ -6,6 +6,8 @@ Create Date: 2026-11-30
 
 * ``web_sessions``: a cookie alone kept working after logout for 14 days;
   sessions now live on the server and logout deletes them.
+* ``login_known_addresses``: failures from one address locked out every
+  account behind it; accounts that signed in from it before may still try.
 * ``installation_secret``: a node started with another SOUNDFORGE_SECRET_KEY
   refuses to start instead of failing later on every stored key and session.
 * ``lalalai_usage``: the usage ledger was a file per machine.
@@ -39,6 +41,14 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_web_sessions_user_id"), "web_sessions", ["user_id"])
     op.create_index(op.f("ix_web_sessions_expires_at"), "web_sessions", ["expires_at"])
+
+    op.create_table(
+        "login_known_addresses",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_login_known_addresses")),
+    )
+    op.create_index(op.f("ix_login_known_addresses_at"), "login_known_addresses", ["at"])
 
     op.create_table(
         "installation_secret",
@@ -91,6 +101,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_lalalai_usage_key_id"), table_name="lalalai_usage")
     op.drop_table("lalalai_usage")
     op.drop_table("installation_secret")
+    op.drop_index(op.f("ix_login_known_addresses_at"), table_name="login_known_addresses")
+    op.drop_table("login_known_addresses")
     op.drop_index(op.f("ix_web_sessions_expires_at"), table_name="web_sessions")
     op.drop_index(op.f("ix_web_sessions_user_id"), table_name="web_sessions")
     op.drop_table("web_sessions")
