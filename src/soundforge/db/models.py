@@ -235,6 +235,12 @@ class ProcessingJob(Base):
     provider_source_id: Mapped[str | None] = mapped_column(String(64))
     # How many times a worker claimed the job (a retry after a crash adds one).
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # What happened to earlier attempts, oldest first: one {"at", "attempt",
+    # "event", "message"} per run that ended without an answer (its runner or
+    # worker died), so a retried job still shows why it was retried.
+    history: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
     # "host/pid/start" of the worker process running it, and its last sign of life.
     worker_id: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

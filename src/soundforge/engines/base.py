@@ -123,13 +123,14 @@ def check_numbers(options: SeparationOptions) -> None:
     Infinity and NaN arrive from JSON (Python's parser accepts them) and from
     forms ("inf"); they must never reach a stored job or an encoder."""
     for name, kind in numeric_fields().items():
-        value = getattr(options, name)
+        value: object = getattr(options, name)
         if value is None:
             continue
         accepts, wanted = NUMERIC_RULES[name]
         if isinstance(value, bool) or not isinstance(value, kind | int):
             raise InvalidOptionError(f"Option {name!r} is {value!r}; it must be {wanted}.")
-        if (isinstance(value, float) and not math.isfinite(value)) or not accepts(value):
+        number = float(value) if isinstance(value, float) else int(value)  # type: ignore[call-overload]
+        if not math.isfinite(number) or not accepts(number):
             raise InvalidOptionError(f"Option {name!r} is {value!r}; it must be {wanted}.")
 
 

@@ -165,6 +165,11 @@ def recover_orphan(pipeline: Pipeline, orphan: Orphan) -> str | None:
             "error_code": "worker_lost",
             "finished_at": utcnow(),
         }
+    if not orphan.cancel_requested:
+        values["history"] = state.history_with(
+            pipeline, orphan.job_id, "worker_lost",
+            f"The worker stopped mid-job: {orphan.reason}.",
+        )
     event = state.transition(
         pipeline, orphan.job_id, owned, {"status": status.value, "worker_id": None, **values}
     )

@@ -69,6 +69,20 @@ def transition(
     return event
 
 
+def history_with(pipeline: Pipeline, job_id: str, event: str, message: str) -> list[Any]:
+    """The job's history plus one entry, for a transition's values. Read just
+    before the UPDATE that writes it, which only the row's owner can make."""
+    with pipeline.db.session() as session:
+        row = session.execute(
+            select(_T.c.history, _T.c.attempts).where(_T.c.id == job_id)
+        ).first()
+    earlier = list(row.history or []) if row is not None else []
+    attempt = row.attempts if row is not None else 0
+    entry = {"at": utcnow().isoformat(), "attempt": attempt, "event": event,
+             "message": message}
+    return [*earlier, entry]
+
+
 def _owned(worker_id: str) -> list[ColumnElement[bool]]:
     return [_T.c.status == JobStatus.RUNNING.value, _T.c.worker_id == worker_id]
 
@@ -129,20 +143,19 @@ def set_progress(pipeline: Pipeline, job_id: str, worker_id: str, progress: int)
 
 
 def fail(
-    pipeline: Pipeline, job_id: str, worker_id: str, message: str, code: str
+    pipeline: Pipeline, job_id: str, worker_id: str, message: str, code: str,
+    history: list[Any] | None = None,
 ) -> JobEvent | None:
-    return transition(
-        pipeline,
-        job_id,
-        _owned(worker_id),
-        {
-            "status": JobStatus.FAILED.value,
-            "error_message": message,
-            "error_code": code,
-            "finished_at": utcnow(),
-            "worker_id": None,
-        },
-    )
+    values: dict[str, Any] = {
+        "status": JobStatus.FAILED.value,
+        "error_message": message,
+        "error_code": code,
+        "finished_at": utcnow(),
+        "worker_id": None,
+    }
+    if history is not None:
+        values["history"] = history
+    return transition(pipeline, job_id, _owned(worker_id), values)
 
 
 def cancelled(pipeline: Pipeline, job_id: str, worker_id: str) -> JobEvent | None:
@@ -161,7 +174,8 @@ def cancelled(pipeline: Pipeline, job_id: str, worker_id: str) -> JobEvent | Non
 
 
 def requeue(
-    pipeline: Pipeline, job_id: str, worker_id: str, count_attempt: bool
+    pipeline: Pipeline, job_id: str, worker_id: str, count_attempt: bool,
+    history: list[Any] | None = None,
 ) -> JobEvent | None:
     """running → queued (the caller then sends a new task).
 
@@ -178,6 +192,8 @@ def requeue(
     }
     if not count_attempt:
         values["attempts"] = _T.c.attempts - 1
+    if history is not None:
+        values["history"] = history
     return transition(pipeline, job_id, _owned(worker_id), values)
 
 

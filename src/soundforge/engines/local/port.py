@@ -40,6 +40,7 @@ from soundforge.errors import (
     InvalidOptionError,
     ModelUnavailableError,
     OutputError,
+    RunnerLostError,
     SoundForgeError,
 )
 
@@ -236,8 +237,10 @@ class DemucsPort:
                 self._close_pipes(proc)
                 if cancel_sent_at is not None:
                     raise CancelledError()
-                raise EngineError(
-                    f"The Demucs runner process stopped while separating {request.input} "
+                # No path in the message: it reaches API clients (and the
+                # runner's death is about the machine, not the file).
+                raise RunnerLostError(
+                    f"The Demucs runner process stopped while separating "
                     f"({signal_name(code)}). It is restarted for the next job; if this "
                     "repeats, the machine may be out of memory."
                 )

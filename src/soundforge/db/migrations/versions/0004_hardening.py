@@ -4,6 +4,8 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-30
 
+* ``processing_jobs.history``: why earlier attempts of a job ended (a killed
+  runner or worker), kept when the job is retried.
 * ``web_sessions``: a cookie alone kept working after logout for 14 days;
   sessions now live on the server and logout deletes them.
 * ``login_known_addresses``: failures from one address locked out every
@@ -27,6 +29,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("processing_jobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("history", sa.JSON(), server_default=sa.text("'[]'"),
+                                      nullable=False))
+
     op.create_table(
         "web_sessions",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -96,6 +102,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("processing_jobs", schema=None) as batch_op:
+        batch_op.drop_column("history")
     op.drop_index(op.f("ix_lalalai_releases_next_attempt_at"), table_name="lalalai_releases")
     op.drop_table("lalalai_releases")
     op.drop_index(op.f("ix_lalalai_usage_key_id"), table_name="lalalai_usage")
