@@ -184,3 +184,31 @@ def test_control_characters_leave_the_name(pipeline, wav: Path) -> None:
         user_id = user.id
     track = import_track(pipeline, user_id, wav, filename="tab\there\x00\u202enull/x.wav")
     assert track.title == "tab here null/x"
+
+
+def test_error_messages_never_show_server_paths(
+    alice: User, track: str, pipeline, settings
+) -> None:
+    """Errors that name a stored file say where it is inside the data folder."""
+    from soundforge.jobs import state
+    from soundforge.jobs.recovery import make_worker_id
+
+    stored = next((pipeline.uploads_dir / "tracks" / track).glob("original.*"))
+    # A job that fails in a worker (the engines name files by their full path,
+    # which suits the CLI): its row is what clients read.
+    with pipeline.db.transaction() as session:
+        from soundforge.db.models import ProcessingJob
+        from soundforge.db.models import Track as TrackRow
+        row = session.get(TrackRow, track)
+        job = ProcessingJob(user_id=row.user_id, track_id=track, engine="local",
+                            model="htdemucs", options={}, options_key="k" * 64,
+                            content_hash=row.content_hash)
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    worker = make_worker_id()
+    assert state.claim(pipeline, job_id, worker) is not None
+    state.fail(pipeline, job_id, worker, f"Cannot read {stored}: it is damaged.", "invalid_input")
+    shown = alice.client.get(f"/api/jobs/{job_id}").json()["error"]
+    assert shown == f"Cannot read uploads/tracks/{track}/{stored.name}: it is damaged."
+    assert str(settings.data_dir.absolute()) not in alice.client.get("/").text

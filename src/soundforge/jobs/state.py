@@ -27,6 +27,7 @@ from soundforge.db.base import utcnow
 from soundforge.db.models import JobStatus, ProcessingJob
 from soundforge.jobs.events import JobEvent
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.library.files import hide_server_paths
 
 _T = cast(Table, ProcessingJob.__table__)
 _EVENT_COLUMNS = (
@@ -79,7 +80,7 @@ def history_with(pipeline: Pipeline, job_id: str, event: str, message: str) -> l
     earlier = list(row.history or []) if row is not None else []
     attempt = row.attempts if row is not None else 0
     entry = {"at": utcnow().isoformat(), "attempt": attempt, "event": event,
-             "message": message}
+             "message": hide_server_paths(message, pipeline.settings)}
     return [*earlier, entry]
 
 
@@ -148,7 +149,8 @@ def fail(
 ) -> JobEvent | None:
     values: dict[str, Any] = {
         "status": JobStatus.FAILED.value,
-        "error_message": message,
+        # The row is what API clients and pages read: no server paths in it.
+        "error_message": hide_server_paths(message, pipeline.settings),
         "error_code": code,
         "finished_at": utcnow(),
         "worker_id": None,

@@ -21,6 +21,7 @@ from soundforge import errors as sf
 from soundforge.db.errors import NotFoundError
 from soundforge.db.security import SecretError
 from soundforge.jobs.service import QueueUnavailableError
+from soundforge.library.files import hide_server_paths
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,12 @@ def status_for(error: sf.SoundForgeError) -> int:
     return 400
 
 
+def public_message(request: Request, exc: sf.SoundForgeError) -> str:
+    """The error's message without the server's paths (the engines name files
+    by their full path, which suits the command line, not a web client)."""
+    return hide_server_paths(exc.message, request.app.state.settings)
+
+
 def wants_json(request: Request) -> bool:
     if request.url.path.startswith("/api/") or request.url.path == "/api":
         return True
@@ -165,7 +172,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(sf.SoundForgeError)
     async def _domain_error(request: Request, exc: sf.SoundForgeError) -> Response:
-        return _render(request, status_for(exc), exc.code, exc.message)
+        return _render(request, status_for(exc), exc.code, public_message(request, exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

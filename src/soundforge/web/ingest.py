@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 from soundforge.db import Track, User
 from soundforge.errors import InputAudioError, SoundForgeError
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.library.files import hide_server_paths
 from soundforge.library.tracks import clean_filename, import_track
 from soundforge.web.errors import TooLarge, WebError
 
@@ -75,6 +76,8 @@ async def import_uploads(request: Request, user: User) -> list[UploadOutcome]:
         try:
             outcome.track = await run_in_threadpool(_store, pipeline, user, upload)
         except (SoundForgeError, WebError) as exc:
+            # Shown to the client: the temporary file's path is not theirs to see.
+            exc.message = hide_server_paths(exc.message, pipeline.settings)
             outcome.error = exc
         finally:
             await upload.close()
