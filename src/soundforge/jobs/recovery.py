@@ -57,6 +57,7 @@ from soundforge.jobs.pipeline import Pipeline
 from soundforge.jobs.service import dispatch
 from soundforge.library.files import remove_job_files, remove_tree
 from soundforge.storage.staging import STAGING_PREFIX
+from soundforge.storage.temporary import sweep_temporary_files
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,9 @@ def collect_garbage(pipeline: Pipeline, min_age: float | None = None) -> list[Pa
     * ``stems/.staging-{job_id}-*`` of a job that is gone or over (a web process
       killed while linking reused stems; runs recover their own);
     * ``tracks/.staging-*`` (an import killed half-way) and ``tracks/{id}/`` of
-      a track that no longer exists.
+      a track that no longer exists;
+    * temporary files: uploads in ``uploads/.incoming`` and half-written small
+      files (``storage.temporary``).
 
     Only entries older than ``min_age`` seconds are considered, so work that
     is just starting (a folder created a moment before its row) is never taken.
@@ -320,6 +323,8 @@ def collect_garbage(pipeline: Pipeline, min_age: float | None = None) -> list[Pa
     if removed:
         log.warning("removed %d leftover file(s)/folder(s): %s", len(removed),
                     ", ".join(str(path) for path in removed[:10]))
+    # Uploads being imported, small files being replaced: no row describes them.
+    removed += sweep_temporary_files(pipeline.settings.data_dir, age)
     return removed
 
 

@@ -12,12 +12,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from soundforge import __version__
 from soundforge.config import Settings, get_settings
 from soundforge.db.security import derive_key
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.storage.temporary import sweep_temporary_files
 from soundforge.web.errors import install_error_handlers
 from soundforge.web.events import JobEvents
 from soundforge.web.guard import StrangerGuard
@@ -57,6 +59,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Uploads a killed server left in uploads/.incoming: also on a web node
+        # with no worker of its own (workers sweep them periodically).
+        await run_in_threadpool(sweep_temporary_files, settings.data_dir,
+                                pipeline.config.gc_min_age)
         try:
             yield
         finally:

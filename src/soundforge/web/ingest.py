@@ -19,6 +19,7 @@ from soundforge.errors import InputAudioError, SoundForgeError
 from soundforge.jobs.pipeline import Pipeline
 from soundforge.library.files import hide_server_paths
 from soundforge.library.tracks import clean_filename, import_track
+from soundforge.storage.temporary import incoming_dir
 from soundforge.web.errors import TooLarge, WebError
 
 MAX_FILES_PER_REQUEST = 50
@@ -48,7 +49,7 @@ def _store(pipeline: Pipeline, user: User, upload: UploadFile) -> Track:
     name = clean_filename(upload.filename)
     if upload.size is not None and upload.size > limit:
         raise TooLarge(settings.max_upload_mb)
-    incoming = Path(settings.data_dir) / "uploads" / ".incoming"
+    incoming = incoming_dir(settings.data_dir)
     incoming.mkdir(parents=True, exist_ok=True)
     suffix = "." + name.rpartition(".")[2] if "." in name else ""
     fd, tmp_name = tempfile.mkstemp(
