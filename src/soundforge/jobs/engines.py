@@ -22,6 +22,7 @@ from soundforge.db.accounts import get_lalalai_key
 from soundforge.db.models import UserSettings
 from soundforge.engines.base import Engine, SeparationOptions
 from soundforge.engines.lalalai.keys import resolve_key
+from soundforge.engines.lalalai.ledger import UsageLedger
 from soundforge.engines.registry import create_engine
 from soundforge.errors import AuthError
 
@@ -41,11 +42,14 @@ def lalalai_key_for(settings: Settings, user_settings: UserSettings | None) -> s
     return key.get_secret_value() if key is not None else None
 
 
-def build_engine(settings: Settings, engine: str, api_key: str | None = None) -> Engine:
+def build_engine(
+    settings: Settings, engine: str, api_key: str | None = None,
+    ledger: UsageLedger | None = None,
+) -> Engine:
     if engine == "lalalai":
         if not api_key:
             raise AuthError(MISSING_KEY)
-        return create_engine("lalalai", settings, api_key=api_key)
+        return create_engine("lalalai", settings, api_key=api_key, ledger=ledger)
     return create_engine(engine, settings)
 
 
@@ -86,8 +90,10 @@ def _check_minutes(engine: Engine, options: SeparationOptions, duration: float) 
 class EngineSet:
     """The engines of one worker thread, created on first use and kept."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, ledger: UsageLedger | None = None) -> None:
         self.settings = settings
+        # The worker's database: LALAL.AI minutes go to the shared ledger.
+        self.ledger = ledger
         self._engines: dict[tuple[str, str], Engine] = {}
 
     def get(self, engine: str, api_key: str | None = None) -> Engine:
@@ -95,7 +101,7 @@ class EngineSet:
         slot = (engine, key_ref if engine == "lalalai" else "")
         found = self._engines.get(slot)
         if found is None:
-            found = build_engine(self.settings, engine, api_key)
+            found = build_engine(self.settings, engine, api_key, self.ledger)
             self._engines[slot] = found
         return found
 

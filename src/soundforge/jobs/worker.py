@@ -40,6 +40,7 @@ from sqlalchemy import Table, select
 from soundforge.config import Settings, get_settings
 from soundforge.db.migrate import upgrade_database
 from soundforge.db.models import JobStatus, ProcessingJob
+from soundforge.engines.lalalai.ledger import DatabaseUsageLedger
 from soundforge.jobs import recovery, state
 from soundforge.jobs.config import PipelineSettings
 from soundforge.jobs.engines import EngineSet
@@ -147,7 +148,7 @@ class Worker:
 
     # --- the work -----------------------------------------------------------------
     def _work_loop(self) -> None:
-        engines = EngineSet(self.settings)
+        engines = EngineSet(self.settings, DatabaseUsageLedger(self.pipeline.db))
         self._local.engines = engines
         queue = self.pipeline.queue
         try:

@@ -59,7 +59,7 @@ from soundforge.engines.lalalai.download import (
 )
 from soundforge.engines.lalalai.errors import ProviderTaskError
 from soundforge.engines.lalalai.keys import key_id, require_key, resolve_key, scrub
-from soundforge.engines.lalalai.ledger import JsonlUsageLedger, UsageEntry, UsageLedger
+from soundforge.engines.lalalai.ledger import DatabaseUsageLedger, UsageEntry, UsageLedger
 from soundforge.engines.lalalai.poller import (
     CHECK_LIMIT,
     CHECK_WINDOW,
@@ -170,7 +170,9 @@ class LalalaiEngine:
         self.check_limit = check_limit
         self.check_window = check_window
         self.timeout = timeout
-        self.ledger: UsageLedger = ledger or JsonlUsageLedger.for_settings(self.settings)
+        # Opened on first use: checking a request needs no ledger.
+        self._ledger: UsageLedger | None = ledger
+        self._owned_ledger: DatabaseUsageLedger | None = None
         self.preview_seconds = preview_seconds
         # For every separation that is not given its own (the command line
         # records its provider work this way; see leftovers.py).
@@ -328,6 +330,8 @@ class LalalaiEngine:
                     task_id = self._start(client, source.id, task, options)
                     run.tasks[task_id] = task
                     run.task_progress[task_id] = 0.0
+                    # Charged as it starts: counted now, whatever happens next.
+                    self._record_usage(run, task_id, task, None, upload_name, options.preview)
                     log.info("LALAL.AI: %s task %s started for %s",
                              task.kind, task_id, task.description)
                     # After every start, not once at the end: each task is
@@ -347,6 +351,10 @@ class LalalaiEngine:
                 moved = staging.commit()
             except BaseException as exc:
                 self._cancel_unfinished(client, run)
+                for task_id, task in run.tasks.items():
+                    if task_id not in run.finished:  # charged, never delivered
+                        self._record_usage(run, task_id, task, None, upload_name,
+                                           options.preview, cancelled=True)
                 if isinstance(exc, CancelledError):
                     log.info("LALAL.AI: separation of %s cancelled", upload_name)
                 raise
@@ -367,14 +375,28 @@ class LalalaiEngine:
         progress(100)
         return {name: moved[file_name] for name, file_name in run.written.items()}
 
+    @property
+    def ledger(self) -> UsageLedger:
+        """Where charged minutes are recorded: the installation's database."""
+        with self._lock:
+            if self._ledger is None:
+                self._owned_ledger = DatabaseUsageLedger.for_settings(self.settings)
+                self._ledger = self._owned_ledger
+            return self._ledger
+
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
             downloader, self._downloader = self._downloader, None
+            ledger, self._owned_ledger = self._owned_ledger, None
+            if ledger is not None:
+                self._ledger = None
         if client is not None:
             client.close()
         if downloader is not None:
             downloader.close()
+        if ledger is not None:
+            ledger.close()
 
     def __enter__(self) -> LalalaiEngine:
         return self
@@ -543,25 +565,29 @@ class LalalaiEngine:
         run: _Run,
         task_id: str,
         task: PlannedTask,
-        status: TaskStatus,
+        status: TaskStatus | None,
         name: str,
         preview: bool,
+        *,
+        cancelled: bool = False,
     ) -> None:
         if self._key is None:
             return
-        # What the provider charged: its length of the file × the task's stems.
-        seconds = status.duration or run.source_seconds
+        # What the provider charged: its length of the file × the task's stems
+        # (the task's own length once it finished, the upload's before).
+        seconds = (status.duration if status is not None else None) or run.source_seconds
         try:
             self.ledger.record(
                 UsageEntry(
                     key_id=key_id(self._key), task_id=task_id, seconds=seconds,
                     stems=task.stem_count, minutes=round(seconds * task.stem_count / 60, 4),
-                    source_name=name, preview=preview,
+                    source_name=name, preview=preview, cancelled=cancelled,
                 )
             )
-        except OSError as exc:
-            # The separation itself succeeded; a full disk must not throw it away.
-            log.warning("Could not record LALAL.AI usage: %s", exc)
+        except Exception as exc:
+            # The record is a report; an unreachable database must not throw the
+            # separation away (the provider's minutes left stay the truth).
+            log.warning("Could not record LALAL.AI usage of task %s: %s", task_id, exc)
 
     def _cancel_unfinished(self, client: LalalaiClient, run: _Run) -> None:
         unfinished = [task_id for task_id in run.tasks if task_id not in run.finished]
