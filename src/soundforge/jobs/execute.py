@@ -37,6 +37,7 @@ from soundforge.jobs.engines import EngineSet, lalalai_key_for
 from soundforge.jobs.events import JobEvent
 from soundforge.jobs.options import options_from_dict
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.jobs.releases import UnreleasedRecorder
 from soundforge.jobs.retry import after_runner_lost
 from soundforge.library.files import job_stems_dir, remove_job_files, remove_tree
 
@@ -204,6 +205,7 @@ def _run_claimed(
         user_settings = session.get(UserSettings, job.user_id)
         api_key = lalalai_key_for(settings, user_settings) if job.engine == "lalalai" else None
         engine_name = job.engine
+        owner = job.user_id
         options = options_from_dict(job.options)
         input_path = pipeline.uploads_dir / track.file_path
     destination = job_stems_dir(settings, job_id)
@@ -219,6 +221,7 @@ def _run_claimed(
             stems = engine.separate(
                 input_path, options, reporter, token, destination,
                 on_tasks=ProviderWorkRecorder(pipeline, job_id, worker_id),
+                on_unreleased=UnreleasedRecorder(pipeline, job_id, owner, api_key or ""),
             )
         else:
             stems = engine.separate(input_path, options, reporter, token, destination)

@@ -54,6 +54,7 @@ from soundforge.engines.lalalai.engine import release_provider_work
 from soundforge.jobs import state
 from soundforge.jobs.engines import lalalai_key_for
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.jobs.releases import record_unreleased
 from soundforge.jobs.service import dispatch
 from soundforge.library.files import remove_job_files, remove_tree
 from soundforge.storage.staging import STAGING_PREFIX
@@ -215,6 +216,7 @@ def release_orphan_work(pipeline: Pipeline, job_id: str) -> str:
         source_id = job.provider_source_id
         if not task_ids and not source_id:
             return ""
+        user_id = job.user_id
         try:
             # The same precedence the job used: the owner's own key, else the
             # installation's.
@@ -223,6 +225,10 @@ def release_orphan_work(pipeline: Pipeline, job_id: str) -> str:
             api_key = None
             log.warning("job %s: cannot read its owner's LALAL.AI key: %s", job_id, exc)
     outcome = release_provider_work(pipeline.settings, api_key, task_ids, source_id)
+    if api_key is not None and (outcome.retry_tasks or outcome.retry_source):
+        # The provider is down: the work is released once it answers again.
+        record_unreleased(pipeline, job_id, user_id, api_key, outcome.retry_tasks,
+                          outcome.retry_source, "; ".join(outcome.errors))
     note = outcome.summary()
     log.warning(
         "job %s: the stopped run's LALAL.AI work (tasks %s, source %s): %s",

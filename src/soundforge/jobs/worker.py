@@ -53,6 +53,7 @@ from soundforge.jobs.execute import (
     run_job,
 )
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.jobs.releases import release_due
 from soundforge.jobs.service import dispatch
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,13 @@ class Worker:
             return
         if any(done.values()):
             log.info("recovery: %s", {key: value for key, value in done.items() if value})
+        try:  # LALAL.AI work a job could not release during an outage
+            releases = release_due(self.pipeline)
+        except Exception as exc:
+            log.warning("releasing LALAL.AI work failed: %s", exc)
+            return
+        if any(releases.values()):
+            log.info("LALAL.AI releases: %s", releases)
 
 
 def start_embedded_worker(
