@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    signup: Literal["open", "closed"] = Field(
+        default="open",
+        description="open: anyone who reaches the site may create an account (one "
+        "laptop, a trusted network). closed: only the first account is created on the "
+        "site; the administrator adds the others with `soundforge users add EMAIL`.",
+    )
     trusted_proxies: str = Field(
         default="",
         description="Comma-separated addresses or networks (CIDR) of the reverse proxies "

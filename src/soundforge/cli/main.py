@@ -8,7 +8,7 @@ import os
 import typer
 
 from soundforge import __version__
-from soundforge.cli import models, separate, serve, worker
+from soundforge.cli import models, separate, serve, users, worker
 
 app = typer.Typer(
     name="soundforge",
@@ -21,6 +21,7 @@ separate.register(app)
 models.register(app)
 worker.register(app)
 serve.register(app)
+users.register(app)
 
 
 def _version(value: bool) -> None:
