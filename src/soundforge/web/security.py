@@ -17,13 +17,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Callable
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
@@ -139,5 +141,11 @@ class LoginLimiter:
                 delete(LoginFailure).where(or_(LoginFailure.key == key, LoginFailure.at <= expired))
             )
             session.execute(delete(LoginKnownAddress).where(
-                or_(LoginKnownAddress.key == key, LoginKnownAddress.at <= now - self.KNOWN_FOR)))
+                LoginKnownAddress.at <= now - self.KNOWN_FOR))
+            known = session.execute(
+                update(LoginKnownAddress).where(LoginKnownAddress.key == key).values(at=now))
+        if getattr(known, "rowcount", 0):
+            return
+        # Two sign-ins of the same account at one instant: either insert will do.
+        with contextlib.suppress(IntegrityError), self.db.transaction() as session:
             session.add(LoginKnownAddress(key=key, at=now))
