@@ -127,11 +127,15 @@ def check_numbers(options: SeparationOptions) -> None:
         if value is None:
             continue
         accepts, wanted = NUMERIC_RULES[name]
+        # Named as the API and as the command line spell it.
+        refused = InvalidOptionError(
+            f"Option {name!r} (--{name.replace('_', '-')}) is {value!r}; it must be {wanted}."
+        )
         if isinstance(value, bool) or not isinstance(value, kind | int):
-            raise InvalidOptionError(f"Option {name!r} is {value!r}; it must be {wanted}.")
+            raise refused
         number = float(value) if isinstance(value, float) else int(value)  # type: ignore[call-overload]
         if not math.isfinite(number) or not accepts(number):
-            raise InvalidOptionError(f"Option {name!r} is {value!r}; it must be {wanted}.")
+            raise refused
 
 
 class CancelToken:

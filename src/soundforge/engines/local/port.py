@@ -237,10 +237,10 @@ class DemucsPort:
                 self._close_pipes(proc)
                 if cancel_sent_at is not None:
                     raise CancelledError()
-                # No path in the message: it reaches API clients (and the
-                # runner's death is about the machine, not the file).
+                # The path helps on the command line; the job pipeline and the
+                # web app show it relative to the data folder.
                 raise RunnerLostError(
-                    f"The Demucs runner process stopped while separating "
+                    f"The Demucs runner process stopped while separating {request.input} "
                     f"({signal_name(code)}). It is restarted for the next job; if this "
                     "repeats, the machine may be out of memory."
                 )
