@@ -98,6 +98,20 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    signup: Literal["open", "closed"] = Field(
+        default="open",
+        description="open: anyone who reaches the site may create an account (one "
+        "laptop, a trusted network). closed: only the first account is created on the "
+        "site; the administrator adds the others with `soundforge users add EMAIL`.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks (CIDR) of the reverse proxies "
+        "whose X-Forwarded-For / X-Forwarded-Proto headers are believed. Empty (the "
+        "default): no forwarded header is believed, and a client's address is the "
+        "connection's; otherwise any client could name itself another address and escape "
+        "the login rate limit.",
+    )
     max_upload_mb: int = Field(default=500, gt=0)
     player_decode_limit_minutes: float = Field(
         default=30.0,

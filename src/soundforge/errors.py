@@ -63,6 +63,14 @@ class EngineTimeoutError(EngineError):
     code = "timeout"
 
 
+class RunnerLostError(EngineError):
+    """The separation's runner process died mid-job (SIGKILL, most often the
+    kernel's out-of-memory killer: the runner holds the model). Retried like a
+    dead worker, within the job's attempts."""
+
+    code = "runner_lost"
+
+
 class CancelledError(SoundForgeError):
     """The separation was cancelled by the user."""
 

@@ -10,10 +10,12 @@ import pytest
 import soundfile as sf
 
 from soundforge.config import Settings
+from soundforge.db.models import LalalaiUsage
+from soundforge.db.session import Database
 from soundforge.engines.base import SeparationOptions
 from soundforge.engines.lalalai.engine import LalalaiEngine
 from soundforge.engines.lalalai.keys import key_id
-from soundforge.engines.lalalai.ledger import JsonlUsageLedger, UsageEntry
+from soundforge.engines.lalalai.ledger import DatabaseUsageLedger, UsageEntry
 from soundforge.engines.lalalai.quota import billable_seconds, get_quota, minutes_for
 from soundforge.errors import AuthError, QuotaError
 from tests.support.audio import write_audio
@@ -100,13 +102,18 @@ def test_quota_report_in_the_seeds_shape(
     }
     assert engine.quota() == report
 
-    # The usage ledger is under the data dir, one line per provider task,
-    # with the key's fingerprint and never the key.
-    ledger = settings.data_dir / "lalalai" / "usage.jsonl"
-    lines = [json.loads(line) for line in ledger.read_text().splitlines()]
-    assert [line["task_id"] for line in lines] == list(fake.tasks)
-    assert {line["key_id"] for line in lines} == {key_id(_secret(fake.key))}
-    assert fake.key not in ledger.read_text()
+    # The usage ledger is the installation's database, one row per provider
+    # task, with the key's fingerprint and never the key.
+    db = Database(settings)
+    try:
+        with db.session() as session:
+            rows = session.query(LalalaiUsage).order_by(LalalaiUsage.id).all()
+            assert [row.task_id for row in rows] == list(fake.tasks)
+            assert {row.key_id for row in rows} == {key_id(_secret(fake.key))}
+            assert not any(row.cancelled for row in rows)
+    finally:
+        db.dispose()
+    assert not (settings.data_dir / "lalalai" / "usage.jsonl").exists()
 
 
 def test_used_minutes_are_per_key(
@@ -126,16 +133,31 @@ def test_quota_without_a_key(tmp_path: Path) -> None:
         get_quota(Settings(data_dir=tmp_path))
 
 
-def test_ledger_skips_a_torn_line_and_counts_a_task_once(tmp_path: Path) -> None:
-    ledger = JsonlUsageLedger(tmp_path / "usage.jsonl")
-    ledger.record(UsageEntry(key_id="k1", task_id="t1", seconds=60, stems=2, minutes=2.0))
-    ledger.record(UsageEntry(key_id="k1", task_id="t1", seconds=60, stems=2, minutes=2.0))
-    ledger.record(UsageEntry(key_id="k2", task_id="t2", seconds=30, stems=1, minutes=0.5))
-    with open(ledger.path, "a") as handle:
-        handle.write('{"key_id": "k1", "task_id": "t3", "sec')  # a crash mid-write
-    assert ledger.used_minutes("k1") == 2.0
-    assert ledger.used_minutes("k2") == 0.5
-    assert ledger.used_minutes("k3") == 0
+def test_ledger_counts_a_task_once_and_imports_an_old_file_once(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    old = tmp_path / "lalalai" / "usage.jsonl"  # what an older version wrote
+    old.parent.mkdir(parents=True)
+    old.write_text(
+        json.dumps({"key_id": "k1", "task_id": "t0", "seconds": 30, "stems": 2, "minutes": 1.0,
+                    "source_name": "a.wav", "preview": False, "at": 1.0}) + "\n"
+        + '{"key_id": "k1", "task_id": "t9", "sec'  # a crash mid-write: skipped
+    )
+    ledger = DatabaseUsageLedger.for_settings(settings)
+    try:
+        assert not old.exists() and old.with_name("usage.jsonl.imported").exists()
+        ledger.record(UsageEntry(key_id="k1", task_id="t1", seconds=60, stems=2, minutes=2.0))
+        ledger.record(UsageEntry(key_id="k1", task_id="t1", seconds=60, stems=2, minutes=2.0))
+        ledger.record(UsageEntry(key_id="k2", task_id="t2", seconds=30, stems=1, minutes=0.5))
+        assert ledger.used_minutes("k1") == 3.0
+        assert ledger.used_minutes("k2") == 0.5
+        assert ledger.used_minutes("k3") == 0
+    finally:
+        ledger.close()
+    again = DatabaseUsageLedger.for_settings(settings)  # a second start imports nothing
+    try:
+        assert again.used_minutes("k1") == 3.0
+    finally:
+        again.close()
 
 
 def test_key_precedence_user_then_env_then_system(

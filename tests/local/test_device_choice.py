@@ -148,7 +148,7 @@ def soundforge(*args: object) -> subprocess.CompletedProcess[str]:
         (["--device", "tpu"], "Unknown device 'tpu'"),
         (["--precision", "fp16"], "fp16 is for GPUs"),
         (["--precision", "half"], "Unknown precision 'half'"),
-        (["--batch", "0"], "--batch must be between 1 and 256"),
+        (["--batch", "0"], "from 1 to 256"),
     ],
 )
 def test_bad_device_options_are_refused_by_the_cli(

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from soundforge.engines.base import SeparationOptions
 from soundforge.engines.local.request import RunRequest
 from tests.support.audio import write_audio
@@ -71,3 +73,37 @@ def test_garbage_on_stdin_is_answered_not_fatal(tmp_path: Path, tiny_repo: Path)
     messages = run_runner(["not json", json.dumps(request(tmp_path, tiny_repo, "c"))], answers=2)
     assert messages[0]["type"] == "error" and messages[0]["code"] == "protocol_error"
     assert messages[-1]["type"] == "result"
+
+
+@pytest.mark.parametrize("close_stdin", [True, False])
+def test_an_orphaned_runner_exits_quietly(
+    tmp_path: Path, tiny_repo: Path, close_stdin: bool
+) -> None:
+    """Its worker was SIGKILLed: the pipes are gone. The runner must stop at its
+    next write without a BrokenPipe traceback (and, with stdin still open, must
+    not go on computing for nobody)."""
+    source = write_audio(tmp_path / "long.wav", seconds=30)
+    out = tmp_path / "out"
+    out.mkdir()
+    message = RunRequest.build("orphan", source, out, SeparationOptions(), repo=tiny_repo,
+                               device="cpu", threads=1).to_message()
+    with open(tmp_path / "stderr.log", "w") as errors:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "soundforge.engines.local.runner"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True,
+        )
+        assert runner.stdin is not None and runner.stdout is not None
+        try:
+            runner.stdin.write(json.dumps(message) + "\n")
+            runner.stdin.flush()
+            for line in runner.stdout:  # wait until it is computing
+                if json.loads(line).get("percent", 0) > 0:
+                    break
+            runner.stdout.close()  # the worker is gone: nobody reads any more
+            if close_stdin:
+                runner.stdin.close()
+            assert runner.wait(timeout=120) == 0
+        finally:
+            runner.kill()
+    log = (tmp_path / "stderr.log").read_text()
+    assert "Traceback" not in log and "BrokenPipe" not in log, log

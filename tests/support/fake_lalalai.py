@@ -388,6 +388,12 @@ class FakeLalalai:
         with self._cond:
             self._fail[endpoint].extend([status] * times)
 
+    def clear_failures(self) -> None:
+        """The outage is over: forget every failure still queued by ``fail_next``."""
+        with self._cond:
+            for queued in self._fail.values():
+                queued.clear()
+
     def drop_next(self, endpoint: str, times: int = 1) -> None:
         """The next ``times`` requests to ``endpoint`` are processed, but the
         connection drops half-way through the answer (for ``download``: half

@@ -177,5 +177,5 @@ def test_password_change_ends_other_sessions(alice: WebUser, pipeline) -> None:
     assert alice.client.get("/settings").status_code == 200
     with pipeline.db.transaction() as session:
         user = session.scalar(select(User).where(User.email == "alice@example.com"))
-        set_password(user, "another long password")
+        set_password(session, user, "another long password")
     assert alice.client.get("/settings", follow_redirects=False).status_code == 303

@@ -8,7 +8,7 @@ import os
 import typer
 
 from soundforge import __version__
-from soundforge.cli import export, models, separate, serve, worker
+from soundforge.cli import export, models, separate, serve, users, worker
 
 app = typer.Typer(
     name="soundforge",
@@ -22,6 +22,7 @@ models.register(app)
 worker.register(app)
 export.register(app)
 serve.register(app)
+users.register(app)
 
 
 def _version(value: bool) -> None:

@@ -14,6 +14,7 @@ import os
 import typer
 
 from soundforge.config import get_settings
+from soundforge.errors import SoundForgeError
 
 
 def register(app: typer.Typer) -> None:
@@ -54,7 +55,11 @@ def register(app: typer.Typer) -> None:
         changes = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
         if changes:
             settings = settings.model_copy(update=changes)
-        upgrade_database(settings)
+        try:
+            upgrade_database(settings)
+        except SoundForgeError as exc:  # a secret that cannot read this database …
+            typer.echo(f"soundforge serve: {exc.message}", err=True)
+            raise typer.Exit(1) from None
         pipeline = Pipeline(settings)
         worker = None
         try:
@@ -78,7 +83,10 @@ def register(app: typer.Typer) -> None:
                     log_level="info" if "SOUNDFORGE_LOG_LEVEL" not in os.environ else None,
                     # Open SSE streams must not hold a shutdown up for long.
                     timeout_graceful_shutdown=5,
-                    proxy_headers=True,
+                    # Forwarded headers only from the proxies the operator named:
+                    # anyone else could claim any address.
+                    proxy_headers=bool(settings.trusted_proxies.strip()),
+                    forwarded_allow_ips=settings.trusted_proxies.strip() or None,
                 )
             )
             server.run()

@@ -8,6 +8,7 @@ import os
 import typer
 
 from soundforge.config import get_settings
+from soundforge.db.security import SecretError
 
 
 def register(app: typer.Typer) -> None:
@@ -35,10 +36,14 @@ def register(app: typer.Typer) -> None:
             if not logging.getLogger().handlers:
                 logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
         settings = get_settings()
-        instance = Worker(settings, concurrency)
-        typer.echo(
-            f"soundforge worker {instance.worker_id}: {instance.concurrency} at a time, "
-            f"data in {settings.data_dir.absolute()}",
-            err=True,
-        )
-        instance.run()
+        try:
+            instance = Worker(settings, concurrency)
+            typer.echo(
+                f"soundforge worker {instance.worker_id}: {instance.concurrency} at a time, "
+                f"data in {settings.data_dir.absolute()}",
+                err=True,
+            )
+            instance.run()
+        except SecretError as exc:  # this node's secret cannot read the database
+            typer.echo(f"soundforge worker: {exc.message}", err=True)
+            raise typer.Exit(1) from None

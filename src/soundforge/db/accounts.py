@@ -20,6 +20,7 @@ from soundforge.db.security import (
     password_needs_rehash,
     verify_password,
 )
+from soundforge.db.web_sessions import end_all_web_sessions
 from soundforge.errors import InvalidOptionError
 
 MIN_PASSWORD_LENGTH = 8
@@ -64,12 +65,15 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
     return user
 
 
-def set_password(user: User, password: str) -> None:
+def set_password(session: Session, user: User, password: str) -> None:
+    """Change the password and end every browser session of the user (the
+    caller signs the current browser in again if it should stay signed in)."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidOptionError(
             f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters."
         )
     user.password_hash = hash_password(password)
+    end_all_web_sessions(session, user.id)
 
 
 def get_user_settings(session: Session, user: User) -> UserSettings:

@@ -36,6 +36,29 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
+# The largest integer key SQLite and PostgreSQL's BIGINT can hold. An id from a
+# URL beyond it cannot name a row, and would overflow the database driver.
+MAX_ROW_ID = 2**63 - 1
+
+
+def is_row_id(value: int) -> bool:
+    """Whether an integer from outside can be an integer primary key at all."""
+    return 1 <= value <= MAX_ROW_ID
+
+
+def is_uuid(value: str) -> bool:
+    """Whether a string from outside can be one of our UUID keys.
+
+    Checked before a lookup, so odd input (NUL bytes, megabytes of text) never
+    reaches the database, where PostgreSQL would refuse it with an error."""
+    if len(value) != 36:
+        return False
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC timestamp on every backend."""
 

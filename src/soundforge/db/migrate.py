@@ -24,6 +24,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
 from soundforge.config import Settings
+from soundforge.db.secret_check import verify_installation_secret
 from soundforge.db.session import Database
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -52,10 +53,11 @@ def upgrade_database(settings: Settings, database: Database | None = None) -> No
     db = database or Database(settings)
     try:
         with _migration_lock(db):
-            if current_revision(db.engine) == head_revision():
-                return
-            with db.engine.begin() as connection:
-                _upgrade(connection)
+            if current_revision(db.engine) != head_revision():
+                with db.engine.begin() as connection:
+                    _upgrade(connection)
+            # Every start, not only the first: a node with another secret must not run.
+            verify_installation_secret(settings, db)
     finally:
         if owned:
             db.dispose()

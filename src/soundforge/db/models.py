@@ -1,4 +1,5 @@
-"""The tables: users and their settings, API tokens, tracks, processing jobs, stems.
+"""The tables: users and their settings, API tokens, sessions, tracks, jobs, stems,
+the LALAL.AI ledger.
 
 Paths stored in the database are always **relative to** ``data_dir/uploads``
 (``tracks/{track_id}/original.mp3``, ``stems/{job_id}/vocals.wav``), so a data
@@ -237,6 +238,12 @@ class ProcessingJob(Base):
     provider_source_id: Mapped[str | None] = mapped_column(String(64))
     # How many times a worker claimed the job (a retry after a crash adds one).
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # What happened to earlier attempts, oldest first: one {"at", "attempt",
+    # "event", "message"} per run that ended without an answer (its runner or
+    # worker died), so a retried job still shows why it was retried.
+    history: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
     # "host/pid/start" of the worker process running it, and its last sign of life.
     worker_id: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -314,3 +321,84 @@ class LoginFailure(Base):
     key: Mapped[str] = mapped_column(String(64))
     # Unix time, the clock every process of an installation shares.
     at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class LoginKnownAddress(Base):
+    """An address an account signed in from (a hash of both, like
+    ``login_failures``). When an address is over its limit for failed sign-ins,
+    accounts that signed in from it before may still try: one client guessing
+    made-up emails cannot lock its neighbours out."""
+
+    __tablename__ = "login_known_addresses"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)  # Unix time of the last sign-in
+
+
+class WebSession(Base):
+    """A signed-in browser session. The cookie carries a random id; only its
+    SHA-256 is stored, and the session is valid only while its row exists. So
+    logging out, changing the password and "log out everywhere" end sessions
+    on the server, not only in the browser that asked."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class InstallationSecret(Base):
+    """Proof of which server secret wrote this database: an HMAC of a fixed
+    text under a key derived from ``SOUNDFORGE_SECRET_KEY``. A node started with
+    another secret could read neither the stored LALAL.AI keys nor the
+    sessions; it compares this row at start and refuses to run."""
+
+    __tablename__ = "installation_secret"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    check_value: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LalalaiUsage(Base):
+    """LALAL.AI minutes charged for one provider task, shared by every node.
+    ``key_id`` is the key's fingerprint (``engines.lalalai.keys.key_id``),
+    never the key; a task is counted once however often it is reported."""
+
+    __tablename__ = "lalalai_usage"
+    __table_args__ = (UniqueConstraint("key_id", "task_id", name="uq_lalalai_usage_key_task"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64), index=True)
+    task_id: Mapped[str] = mapped_column(String(128))
+    seconds: Mapped[int] = mapped_column(Integer)
+    stems: Mapped[int] = mapped_column(Integer)
+    minutes: Mapped[float] = mapped_column(Float)
+    source_name: Mapped[str] = mapped_column(String(512), default="", server_default="")
+    preview: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Charged although it did not finish (cancelled, or its run stopped).
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    at: Mapped[float] = mapped_column(Float)  # Unix time
+
+
+class ProviderRelease(Base):
+    """LALAL.AI work a job left behind (unfinished tasks, an uploaded file)
+    that could not be released when the job ended, because the provider was
+    unreachable. Workers retry it with backoff until it is done."""
+
+    __tablename__ = "lalalai_releases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The key is found again through the owner (their key, else the installation's).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    key_id: Mapped[str] = mapped_column(String(64))
+    task_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[float] = mapped_column(Float, index=True)  # Unix time
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

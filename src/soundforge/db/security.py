@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from soundforge.config import Settings
 from soundforge.errors import SoundForgeError
+from soundforge.storage.temporary import temp_prefix
 
 SECRET_KEY_FILE = "secret_key"
 API_TOKEN_PREFIX = "sf_"
@@ -82,7 +83,7 @@ def load_secret_key(settings: Settings) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write a private temp file, then hard-link it into place: link() fails when
     # another process won the race, and then we read the winner's key instead.
-    fd, tmp = tempfile.mkstemp(prefix=".secret_key-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(48) + "\n")

@@ -17,13 +17,14 @@ Contract every engine keeps:
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from soundforge.errors import CancelledError
+from soundforge.errors import CancelledError, InvalidOptionError
 
 OutputFormat = Literal["wav", "flac", "mp3"]
 WavDepth = Literal["16", "24", "float"]
@@ -67,6 +68,81 @@ class SeparationOptions:
 
     def with_changes(self, **changes: Any) -> SeparationOptions:
         return replace(self, **changes)
+
+
+# The bitrates an MP3 encoder can write at 32-48 kHz (MPEG-1 Layer III). Any
+# other value would be rounded by the encoder behind the user's back.
+MP3_BITRATES: tuple[int, ...] = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+MAX_SHIFTS = 20
+# Demucs's transformer models refuse more than they were trained on (7.8 s, checked
+# per model by the local engine); this bounds the others, whose memory grows with it.
+MAX_SEGMENT_SECONDS = 120.0
+MAX_SEED = 2**32 - 1  # what NumPy's and Python's generators take without folding
+
+
+# Segments per model call: far more than any GPU's memory holds for a full model.
+MAX_BATCH = 256
+
+
+def _between(low: float, high: float, *, high_open: bool = False) -> Callable[[float], bool]:
+    if high_open:
+        return lambda value: low <= value < high
+    return lambda value: low <= value <= high
+
+
+# Every numeric field of SeparationOptions → (accepts the value, what to send instead).
+# A test checks that each numeric field has a rule, so a field added later cannot
+# slip through unchecked.
+NUMERIC_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "mp3_bitrate": (
+        lambda value: value in MP3_BITRATES,
+        f"one of {', '.join(map(str, MP3_BITRATES))} (kbit/s)",
+    ),
+    "sample_rate": (_between(8000, 192000), "between 8000 and 192000 Hz"),
+    "shifts": (_between(0, MAX_SHIFTS), f"a whole number from 0 to {MAX_SHIFTS}"),
+    "overlap": (_between(0, 1, high_open=True), "at least 0 and less than 1"),
+    "segment": (
+        lambda value: 0 < value <= MAX_SEGMENT_SECONDS,
+        f"a positive number of seconds, at most {MAX_SEGMENT_SECONDS:g}",
+    ),
+    "seed": (_between(0, MAX_SEED), f"a whole number from 0 to {MAX_SEED}"),
+    "batch": (_between(1, MAX_BATCH), f"a whole number of segments from 1 to {MAX_BATCH}"),
+}
+
+
+def numeric_fields() -> dict[str, type]:
+    """SeparationOptions' number fields (bools excluded) → int or float."""
+    found: dict[str, type] = {}
+    for item in fields(SeparationOptions):
+        kind = str(item.type)
+        if "bool" in kind:
+            continue
+        if "int" in kind:
+            found[item.name] = int
+        elif "float" in kind:
+            found[item.name] = float
+    return found
+
+
+def check_numbers(options: SeparationOptions) -> None:
+    """Refuse a non-finite or out-of-range number before any work or row exists.
+
+    Infinity and NaN arrive from JSON (Python's parser accepts them) and from
+    forms ("inf"); they must never reach a stored job or an encoder."""
+    for name, kind in numeric_fields().items():
+        value: object = getattr(options, name)
+        if value is None:
+            continue
+        accepts, wanted = NUMERIC_RULES[name]
+        # Named as the API and as the command line spell it.
+        refused = InvalidOptionError(
+            f"Option {name!r} (--{name.replace('_', '-')}) is {value!r}; it must be {wanted}."
+        )
+        if isinstance(value, bool) or not isinstance(value, kind | int):
+            raise refused
+        number = float(value) if isinstance(value, float) else int(value)  # type: ignore[call-overload]
+        if not math.isfinite(number) or not accepts(number):
+            raise refused
 
 
 class CancelToken:

@@ -32,6 +32,13 @@ class PipelineSettings(BaseSettings):
         "declared orphaned (its machine died). Jobs of dead workers on the same machine "
         "are recognised at once, without waiting.",
     )
+    lalalai_release_delay: float = Field(
+        default=30.0,
+        gt=0,
+        description="First wait before a worker tries again to release LALAL.AI work "
+        "(cancel tasks, delete the upload) that a job could not release during a provider "
+        "outage; it doubles after each failed try, up to an hour.",
+    )
     reconcile_interval: float = Field(
         default=10.0, gt=0, description="Seconds between a worker's recovery sweeps."
     )

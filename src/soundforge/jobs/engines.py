@@ -22,6 +22,7 @@ from soundforge.db.accounts import get_lalalai_key
 from soundforge.db.models import UserSettings
 from soundforge.engines.base import Engine, SeparationOptions
 from soundforge.engines.lalalai.keys import resolve_key
+from soundforge.engines.lalalai.ledger import UsageLedger
 from soundforge.engines.local.device import RunnerPlacement
 from soundforge.engines.registry import create_engine
 from soundforge.errors import AuthError
@@ -46,12 +47,13 @@ def build_engine(
     settings: Settings,
     engine: str,
     api_key: str | None = None,
+    ledger: UsageLedger | None = None,
     placement: RunnerPlacement | None = None,
 ) -> Engine:
     if engine == "lalalai":
         if not api_key:
             raise AuthError(MISSING_KEY)
-        return create_engine("lalalai", settings, api_key=api_key)
+        return create_engine("lalalai", settings, api_key=api_key, ledger=ledger)
     if engine == "local" and placement is not None:
         return create_engine(engine, settings, placement=placement)
     return create_engine(engine, settings)
@@ -94,8 +96,15 @@ def _check_minutes(engine: Engine, options: SeparationOptions, duration: float) 
 class EngineSet:
     """The engines of one worker thread, created on first use and kept."""
 
-    def __init__(self, settings: Settings, placement: RunnerPlacement | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: UsageLedger | None = None,
+        placement: RunnerPlacement | None = None,
+    ) -> None:
         self.settings = settings
+        # The worker's database: LALAL.AI minutes go to the shared ledger.
+        self.ledger = ledger
         self.placement = placement
         self._engines: dict[tuple[str, str], Engine] = {}
 
@@ -104,7 +113,7 @@ class EngineSet:
         slot = (engine, key_ref if engine == "lalalai" else "")
         found = self._engines.get(slot)
         if found is None:
-            found = build_engine(self.settings, engine, api_key, self.placement)
+            found = build_engine(self.settings, engine, api_key, self.ledger, self.placement)
             self._engines[slot] = found
         return found
 

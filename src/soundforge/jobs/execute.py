@@ -31,12 +31,14 @@ from soundforge.db.base import utcnow
 from soundforge.db.models import JobStatus, ProcessingJob, Stem, Track, UserSettings
 from soundforge.engines.base import CancelToken
 from soundforge.engines.lalalai.engine import LalalaiEngine, ProviderWork
-from soundforge.errors import CancelledError, InputAudioError, SoundForgeError
+from soundforge.errors import CancelledError, InputAudioError, RunnerLostError, SoundForgeError
 from soundforge.jobs import state
 from soundforge.jobs.engines import EngineSet, lalalai_key_for
 from soundforge.jobs.events import JobEvent
 from soundforge.jobs.options import options_from_dict
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.jobs.releases import UnreleasedRecorder
+from soundforge.jobs.retry import after_runner_lost
 from soundforge.library.files import job_stems_dir, remove_job_files, remove_tree
 
 log = logging.getLogger(__name__)
@@ -203,6 +205,7 @@ def _run_claimed(
         user_settings = session.get(UserSettings, job.user_id)
         api_key = lalalai_key_for(settings, user_settings) if job.engine == "lalalai" else None
         engine_name = job.engine
+        owner = job.user_id
         options = options_from_dict(job.options)
         input_path = pipeline.uploads_dir / track.file_path
     destination = job_stems_dir(settings, job_id)
@@ -218,12 +221,18 @@ def _run_claimed(
             stems = engine.separate(
                 input_path, options, reporter, token, destination,
                 on_tasks=ProviderWorkRecorder(pipeline, job_id, worker_id),
+                on_unreleased=UnreleasedRecorder(pipeline, job_id, owner, api_key or ""),
             )
         else:
             stems = engine.separate(input_path, options, reporter, token, destination)
     except CancelledError:
         _discard(pipeline, job_id, worker_id, destination)
         return _after_cancel(pipeline, job_id, worker_id, monitor, on_requeue)
+    except RunnerLostError as exc:
+        _discard(pipeline, job_id, worker_id, destination)
+        if token.cancelled:  # killed because it would not stop: a cancel, not a death
+            return _after_cancel(pipeline, job_id, worker_id, monitor, on_requeue)
+        return after_runner_lost(pipeline, job_id, worker_id, exc, on_requeue)
     except SoundForgeError as exc:
         _discard(pipeline, job_id, worker_id, destination)
         if token.cancelled:

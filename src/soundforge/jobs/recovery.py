@@ -54,9 +54,11 @@ from soundforge.engines.lalalai.engine import release_provider_work
 from soundforge.jobs import state
 from soundforge.jobs.engines import lalalai_key_for
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.jobs.releases import record_unreleased
 from soundforge.jobs.service import dispatch
 from soundforge.library.files import remove_job_files, remove_tree
 from soundforge.storage.staging import STAGING_PREFIX
+from soundforge.storage.temporary import sweep_temporary_files
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,11 @@ def recover_orphan(pipeline: Pipeline, orphan: Orphan) -> str | None:
             "error_code": "worker_lost",
             "finished_at": utcnow(),
         }
+    if not orphan.cancel_requested:
+        values["history"] = state.history_with(
+            pipeline, orphan.job_id, "worker_lost",
+            f"The worker stopped mid-job: {orphan.reason}.",
+        )
     event = state.transition(
         pipeline, orphan.job_id, owned, {"status": status.value, "worker_id": None, **values}
     )
@@ -209,6 +216,7 @@ def release_orphan_work(pipeline: Pipeline, job_id: str) -> str:
         source_id = job.provider_source_id
         if not task_ids and not source_id:
             return ""
+        user_id = job.user_id
         try:
             # The same precedence the job used: the owner's own key, else the
             # installation's.
@@ -217,6 +225,10 @@ def release_orphan_work(pipeline: Pipeline, job_id: str) -> str:
             api_key = None
             log.warning("job %s: cannot read its owner's LALAL.AI key: %s", job_id, exc)
     outcome = release_provider_work(pipeline.settings, api_key, task_ids, source_id)
+    if api_key is not None and (outcome.retry_tasks or outcome.retry_source):
+        # The provider is down: the work is released once it answers again.
+        record_unreleased(pipeline, job_id, user_id, api_key, outcome.retry_tasks,
+                          outcome.retry_source, "; ".join(outcome.errors))
     note = outcome.summary()
     log.warning(
         "job %s: the stopped run's LALAL.AI work (tasks %s, source %s): %s",
@@ -267,7 +279,9 @@ def collect_garbage(pipeline: Pipeline, min_age: float | None = None) -> list[Pa
     * ``stems/.staging-{job_id}-*`` of a job that is gone or over (a web process
       killed while linking reused stems; runs recover their own);
     * ``tracks/.staging-*`` (an import killed half-way) and ``tracks/{id}/`` of
-      a track that no longer exists.
+      a track that no longer exists;
+    * temporary files: uploads in ``uploads/.incoming`` and half-written small
+      files (``storage.temporary``).
 
     Only entries older than ``min_age`` seconds are considered, so work that
     is just starting (a folder created a moment before its row) is never taken.
@@ -315,6 +329,8 @@ def collect_garbage(pipeline: Pipeline, min_age: float | None = None) -> list[Pa
     if removed:
         log.warning("removed %d leftover file(s)/folder(s): %s", len(removed),
                     ", ".join(str(path) for path in removed[:10]))
+    # Uploads being imported, small files being replaced: no row describes them.
+    removed += sweep_temporary_files(pipeline.settings.data_dir, age)
     return removed
 
 

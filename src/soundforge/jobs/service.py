@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from soundforge.db.base import new_uuid, utcnow
+from soundforge.db.base import is_row_id, is_uuid, new_uuid, utcnow
 from soundforge.db.errors import NotFoundError
 from soundforge.db.models import (
     ACTIVE_STATUSES,
@@ -42,7 +42,7 @@ from soundforge.db.models import (
     UserSettings,
 )
 from soundforge.engines.base import SeparationOptions
-from soundforge.errors import InputAudioError, SoundForgeError
+from soundforge.errors import InputAudioError, InvalidOptionError, SoundForgeError
 from soundforge.jobs import state
 from soundforge.jobs.engines import check_request, lalalai_key_for
 from soundforge.jobs.events import JobEvent
@@ -282,6 +282,8 @@ def _reuse(pipeline: Pipeline, source: ProcessingJob, track_id: str) -> Processi
 # --- reading ---------------------------------------------------------------------
 def get_job(session: Session, user: User | int, job_id: str) -> ProcessingJob:
     """The user's job with its stems loaded, or NotFoundError (also for another user's)."""
+    if not is_uuid(job_id):
+        raise NotFoundError("No such job.")
     job = session.scalar(
         select(ProcessingJob)
         .options(selectinload(ProcessingJob.stems))
@@ -309,12 +311,21 @@ def list_jobs(
     if track_id is not None:
         query = query.where(ProcessingJob.track_id == track_id)
     if statuses:
+        unknown = sorted(set(statuses) - {status.value for status in JobStatus})
+        if unknown:
+            # A typo must not read as "you have no such jobs".
+            raise InvalidOptionError(
+                f"Unknown job status {', '.join(map(repr, unknown))}: use "
+                f"{', '.join(status.value for status in JobStatus)} (comma-separated)."
+            )
         query = query.where(ProcessingJob.status.in_(list(statuses)))
     query = query.order_by(ProcessingJob.created_at.desc()).limit(limit)
     return list(session.scalars(query).all())
 
 
 def get_stem(session: Session, user: User | int, stem_id: int) -> Stem:
+    if not is_row_id(stem_id):
+        raise NotFoundError("No such stem.")
     stem = session.scalar(
         select(Stem)
         .join(ProcessingJob, ProcessingJob.id == Stem.job_id)

@@ -27,6 +27,7 @@ from soundforge.db.base import utcnow
 from soundforge.db.models import JobStatus, ProcessingJob
 from soundforge.jobs.events import JobEvent
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.library.files import hide_server_paths
 
 _T = cast(Table, ProcessingJob.__table__)
 _EVENT_COLUMNS = (
@@ -67,6 +68,20 @@ def transition(
     if event is not None:
         pipeline.events.publish(event)
     return event
+
+
+def history_with(pipeline: Pipeline, job_id: str, event: str, message: str) -> list[Any]:
+    """The job's history plus one entry, for a transition's values. Read just
+    before the UPDATE that writes it, which only the row's owner can make."""
+    with pipeline.db.session() as session:
+        row = session.execute(
+            select(_T.c.history, _T.c.attempts).where(_T.c.id == job_id)
+        ).first()
+    earlier = list(row.history or []) if row is not None else []
+    attempt = row.attempts if row is not None else 0
+    entry = {"at": utcnow().isoformat(), "attempt": attempt, "event": event,
+             "message": hide_server_paths(message, pipeline.settings)}
+    return [*earlier, entry]
 
 
 def _owned(worker_id: str) -> list[ColumnElement[bool]]:
@@ -129,20 +144,20 @@ def set_progress(pipeline: Pipeline, job_id: str, worker_id: str, progress: int)
 
 
 def fail(
-    pipeline: Pipeline, job_id: str, worker_id: str, message: str, code: str
+    pipeline: Pipeline, job_id: str, worker_id: str, message: str, code: str,
+    history: list[Any] | None = None,
 ) -> JobEvent | None:
-    return transition(
-        pipeline,
-        job_id,
-        _owned(worker_id),
-        {
-            "status": JobStatus.FAILED.value,
-            "error_message": message,
-            "error_code": code,
-            "finished_at": utcnow(),
-            "worker_id": None,
-        },
-    )
+    values: dict[str, Any] = {
+        "status": JobStatus.FAILED.value,
+        # The row is what API clients and pages read: no server paths in it.
+        "error_message": hide_server_paths(message, pipeline.settings),
+        "error_code": code,
+        "finished_at": utcnow(),
+        "worker_id": None,
+    }
+    if history is not None:
+        values["history"] = history
+    return transition(pipeline, job_id, _owned(worker_id), values)
 
 
 def cancelled(pipeline: Pipeline, job_id: str, worker_id: str) -> JobEvent | None:
@@ -161,7 +176,8 @@ def cancelled(pipeline: Pipeline, job_id: str, worker_id: str) -> JobEvent | Non
 
 
 def requeue(
-    pipeline: Pipeline, job_id: str, worker_id: str, count_attempt: bool
+    pipeline: Pipeline, job_id: str, worker_id: str, count_attempt: bool,
+    history: list[Any] | None = None,
 ) -> JobEvent | None:
     """running → queued (the caller then sends a new task).
 
@@ -178,6 +194,8 @@ def requeue(
     }
     if not count_attempt:
         values["attempts"] = _T.c.attempts - 1
+    if history is not None:
+        values["history"] = history
     return transition(pipeline, job_id, _owned(worker_id), values)
 
 

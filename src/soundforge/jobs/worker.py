@@ -40,6 +40,7 @@ from sqlalchemy import Table, select
 from soundforge.config import Settings, get_settings
 from soundforge.db.migrate import upgrade_database
 from soundforge.db.models import JobStatus, ProcessingJob
+from soundforge.engines.lalalai.ledger import DatabaseUsageLedger
 from soundforge.engines.local.device import RunnerPlacement
 from soundforge.jobs import recovery, state
 from soundforge.jobs.config import PipelineSettings
@@ -53,6 +54,7 @@ from soundforge.jobs.execute import (
     run_job,
 )
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.jobs.releases import release_due
 from soundforge.jobs.service import dispatch
 
 log = logging.getLogger(__name__)
@@ -152,7 +154,11 @@ class Worker:
     def _work_loop(self, slot: int = 0) -> None:
         # Each thread's Demucs runner gets its own GPU (several GPUs) or its own
         # share of the CPU cores: see device.RunnerPlacement.
-        engines = EngineSet(self.settings, RunnerPlacement(slot, self.concurrency))
+        engines = EngineSet(
+            self.settings,
+            DatabaseUsageLedger(self.pipeline.db),
+            RunnerPlacement(slot, self.concurrency),
+        )
         self._local.engines = engines
         queue = self.pipeline.queue
         try:
@@ -258,6 +264,13 @@ class Worker:
             return
         if any(done.values()):
             log.info("recovery: %s", {key: value for key, value in done.items() if value})
+        try:  # LALAL.AI work a job could not release during an outage
+            releases = release_due(self.pipeline)
+        except Exception as exc:
+            log.warning("releasing LALAL.AI work failed: %s", exc)
+            return
+        if any(releases.values()):
+            log.info("LALAL.AI releases: %s", releases)
 
 
 def start_embedded_worker(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path, PurePosixPath
 
@@ -23,6 +24,26 @@ from soundforge.db.errors import NotFoundError
 from soundforge.storage.staging import STAGING_PREFIX
 
 log = logging.getLogger(__name__)
+
+
+# An absolute POSIX path not inside a URL (after ':' or '/' it is part of one).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s/:'\"()]+/)+([^\s/:'\"()]*)")
+
+
+def hide_server_paths(message: str, settings: Settings) -> str:
+    """``message`` as API clients and pages may see it: paths in the data folder
+    relative to it (``uploads/tracks/{id}/original.wav``), the model repository
+    by its setting, any other absolute path by its last part only. The server's
+    layout is none of a client's business; the CLI keeps the full paths."""
+    data = Path(settings.data_dir)
+    roots = [(str(root), "") for root in {data.absolute(), data.resolve()}]
+    if settings.model_repo is not None:
+        repo = Path(settings.model_repo)
+        roots += [(str(root), "SOUNDFORGE_MODEL_REPO/")
+                  for root in {repo.absolute(), repo.resolve()}]
+    for root, replacement in sorted(roots, key=lambda pair: len(pair[0]), reverse=True):
+        message = message.replace(root + os.sep, replacement)
+    return _ABSOLUTE_PATH.sub(lambda match: match.group(1) or "a server folder", message)
 
 
 def uploads_dir(settings: Settings) -> Path:

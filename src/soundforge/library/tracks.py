@@ -24,7 +24,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from soundforge.audio.probe import probe
-from soundforge.db.base import new_uuid
+from soundforge.db.base import is_uuid, new_uuid
 from soundforge.db.errors import NotFoundError
 from soundforge.db.models import ProcessingJob, Track, User
 from soundforge.errors import InputAudioError, OutputError
@@ -55,15 +55,33 @@ def _user_id(user: User | int) -> int:
 
 
 def _suffix(filename: str, container: str) -> str:
-    suffix = Path(filename).suffix.lower()
+    suffix = "." + filename.rpartition(".")[2].lower() if "." in filename else ""
     if _SAFE_SUFFIX.match(suffix):
         return suffix
     return _CONTAINER_SUFFIX.get(container, ".audio")
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_filename(name: str | None) -> str:
+    """The name a user gave a file, kept whole as text: safe to store and show.
+
+    A name is never joined to a folder here (files are stored as
+    ``tracks/{id}/original.{ext}``), so ``/`` and ``\\`` are kept as the
+    characters they are: cutting at them lost most of a name such as
+    ``AC/DC - Back in Black.mp3``. Control and bidirectional-override
+    characters, which could disguise a name, become spaces."""
+    text = " ".join(_UNPRINTABLE.sub(" ", name or "").split())
+    return text[:512] or "upload"
+
+
 def _title_from_filename(filename: str) -> str:
-    stem = Path(filename).stem.replace("_", " ").strip()
-    return stem[:512] or "Untitled"
+    name = clean_filename(filename)
+    stem, dot, extension = name.rpartition(".")
+    if dot and stem.strip() and _SAFE_SUFFIX.match("." + extension.lower()):
+        name = stem
+    return name.replace("_", " ").strip()[:512] or "Untitled"
 
 
 def _copy_hashing(source: Path, target: Path) -> tuple[str, int]:
@@ -100,7 +118,7 @@ def import_track(
     """
     settings = pipeline.settings
     source = Path(source)
-    display = filename or source.name
+    display = clean_filename(filename or source.name)
     try:
         info = probe(source)
     except InputAudioError as exc:
@@ -161,6 +179,8 @@ def import_track(
 
 def get_track(session: Session, user: User | int, track_id: str) -> Track:
     """The user's track, or NotFoundError (also for another user's track)."""
+    if not is_uuid(track_id):
+        raise NotFoundError("No such track.")
     track = session.scalar(
         select(Track).where(Track.id == track_id, Track.user_id == _user_id(user))
     )

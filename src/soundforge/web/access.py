@@ -13,26 +13,27 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from soundforge.db import ProcessingJob, Stem, Track, User
+from soundforge.db.base import is_row_id, is_uuid
 from soundforge.web.errors import NotFound
-
-MAX_ID_LENGTH = 64
 
 
 def owned_track(session: Session, user: User, track_id: str) -> Track:
-    track = session.get(Track, track_id) if len(track_id) <= MAX_ID_LENGTH else None
+    track = session.get(Track, track_id) if is_uuid(track_id) else None
     if track is None or track.user_id != user.id:
         raise NotFound("track")
     return track
 
 
 def owned_job(session: Session, user: User, job_id: str) -> ProcessingJob:
-    job = session.get(ProcessingJob, job_id) if len(job_id) <= MAX_ID_LENGTH else None
+    job = session.get(ProcessingJob, job_id) if is_uuid(job_id) else None
     if job is None or job.user_id != user.id:
         raise NotFound("separation")
     return job
 
 
 def owned_stem(session: Session, user: User, stem_id: int) -> Stem:
+    if not is_row_id(stem_id):
+        raise NotFound("stem")
     stem = session.scalar(
         select(Stem)
         .join(ProcessingJob, ProcessingJob.id == Stem.job_id)

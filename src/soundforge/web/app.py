@@ -12,20 +12,22 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from soundforge import __version__
 from soundforge.config import Settings, get_settings
 from soundforge.db.security import derive_key
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.storage.temporary import sweep_temporary_files
 from soundforge.web.errors import install_error_handlers
 from soundforge.web.events import JobEvents
-from soundforge.web.security import LoginLimiter
+from soundforge.web.guard import StrangerGuard
+from soundforge.web.security import SESSION_MAX_AGE, LoginLimiter
 from soundforge.web.templating import STATIC_DIR, create_templates
 from soundforge.web.uploads import UploadLimitMiddleware
 
 SESSION_COOKIE = "soundforge_session"
-SESSION_MAX_AGE = 14 * 24 * 3600
 
 API_DESCRIPTION = """
 The SoundForge REST API, for scripts. Every route answers JSON; errors are
@@ -57,6 +59,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Uploads a killed server left in uploads/.incoming: also on a web node
+        # with no worker of its own (workers sweep them periodically).
+        await run_in_threadpool(sweep_temporary_files, settings.data_dir,
+                                pipeline.config.gc_min_age)
         try:
             yield
         finally:
@@ -90,7 +96,8 @@ def create_app(
 
     install_error_handlers(app)
     # Order: the last added runs first. Size limits are checked before the
-    # session is even decoded.
+    # session is even decoded; strangers are refused right after it is.
+    app.add_middleware(StrangerGuard)
     app.add_middleware(
         SessionMiddleware,
         secret_key=derive_key(settings, "web-session:v1").hex(),

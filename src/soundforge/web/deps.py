@@ -16,12 +16,20 @@ from sqlalchemy.orm import Session
 from soundforge.config import Settings
 from soundforge.db import Database, User
 from soundforge.db.accounts import user_for_api_token
+from soundforge.db.web_sessions import end_web_session, start_web_session, web_session_user_id
 from soundforge.web.errors import CsrfError, Unauthenticated
-from soundforge.web.security import CSRF_FIELD, CSRF_HEADER, csrf_matches, password_fingerprint
+from soundforge.web.security import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SESSION_MAX_AGE,
+    csrf_matches,
+    password_fingerprint,
+)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_USER = "uid"
 SESSION_FINGERPRINT = "pwf"
+SESSION_ID = "sid"  # the server-side session (soundforge.db.web_sessions)
 
 
 def get_settings(request: Request) -> Settings:
@@ -46,6 +54,12 @@ def session_user(request: Request, session: Session) -> User | None:
     uid = request.session.get(SESSION_USER)
     if not isinstance(uid, int):
         return None
+    sid = request.session.get(SESSION_ID)
+    if not isinstance(sid, str) or web_session_user_id(session, sid) != uid:
+        # Logged out, revoked everywhere, expired, or a cookie from before
+        # sessions were kept on the server: a signature alone is not enough.
+        request.session.clear()
+        return None
     user = session.get(User, uid)
     if user is None or not user.is_active:
         request.session.clear()
@@ -58,13 +72,25 @@ def session_user(request: Request, session: Session) -> User | None:
     return user
 
 
-def login_session(request: Request, user: User) -> None:
-    """Start a fresh session for ``user`` (a new CSRF token too: no fixation)."""
-    request.session.clear()
+def login_session(request: Request, user: User, session: Session) -> None:
+    """Start a fresh session for ``user`` (a new CSRF token too: no fixation),
+    recorded on the server and committed."""
+    logout_session(request, session)
+    request.session[SESSION_ID] = start_web_session(session, user, SESSION_MAX_AGE)
+    session.commit()
     request.session[SESSION_USER] = user.id
     request.session[SESSION_FINGERPRINT] = password_fingerprint(
         user.password_hash, request.app.state.fingerprint_key
     )
+
+
+def logout_session(request: Request, session: Session) -> None:
+    """End this browser's session on the server and in the cookie."""
+    sid = request.session.get(SESSION_ID)
+    if isinstance(sid, str):
+        end_web_session(session, sid)
+        session.commit()
+    request.session.clear()
 
 
 def optional_user(request: Request, session: DbSession) -> User | None:

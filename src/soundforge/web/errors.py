@@ -19,6 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from soundforge import errors as sf
 from soundforge.db.errors import NotFoundError
+from soundforge.db.security import SecretError
+from soundforge.jobs.service import QueueUnavailableError
+from soundforge.library.files import hide_server_paths
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,23 @@ class TooLarge(WebError):
         )
 
 
+# Errors the framework raises (a malformed body, a wrong method, a bad Range …)
+# → a stable code from the documented catalogue (docs/web.md, "Errors"). Any
+# other status gets the generic ``http_error``, never an undocumented ``http_NNN``.
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "too_large",
+    415: "unsupported_media_type",
+    416: "range_not_satisfiable",
+    422: "invalid_request",
+    429: "rate_limited",
+}
+
 # SoundForgeError subclasses → HTTP status. Most specific first.
 _STATUS_BY_ERROR: tuple[tuple[type[sf.SoundForgeError], int], ...] = (
     (NotFoundError, 404),
@@ -85,6 +105,9 @@ _STATUS_BY_ERROR: tuple[tuple[type[sf.SoundForgeError], int], ...] = (
     (sf.ProviderError, 502),
     (sf.CancelledError, 409),
     (sf.ModelUnavailableError, 503),
+    (QueueUnavailableError, 503),
+    # The stored LALAL.AI key cannot be read with this server secret: enter it again.
+    (SecretError, 422),
     (sf.OutputError, 507),
     (sf.EngineError, 500),
 )
@@ -95,6 +118,12 @@ def status_for(error: sf.SoundForgeError) -> int:
         if isinstance(error, klass):
             return status
     return 400
+
+
+def public_message(request: Request, exc: sf.SoundForgeError) -> str:
+    """The error's message without the server's paths (the engines name files
+    by their full path, which suits the command line, not a web client)."""
+    return hide_server_paths(exc.message, request.app.state.settings)
 
 
 def wants_json(request: Request) -> bool:
@@ -143,7 +172,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(sf.SoundForgeError)
     async def _domain_error(request: Request, exc: sf.SoundForgeError) -> Response:
-        return _render(request, status_for(exc), exc.code, exc.message)
+        return _render(request, status_for(exc), exc.code, public_message(request, exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -156,8 +185,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-        code = codes.get(exc.status_code, f"http_{exc.status_code}")
+        code = HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             message = "This page does not exist or is not yours."

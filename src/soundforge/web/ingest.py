@@ -17,7 +17,9 @@ from starlette.datastructures import UploadFile
 from soundforge.db import Track, User
 from soundforge.errors import InputAudioError, SoundForgeError
 from soundforge.jobs.pipeline import Pipeline
-from soundforge.library.tracks import import_track
+from soundforge.library.files import hide_server_paths
+from soundforge.library.tracks import clean_filename, import_track
+from soundforge.storage.temporary import incoming_dir
 from soundforge.web.errors import TooLarge, WebError
 
 MAX_FILES_PER_REQUEST = 50
@@ -44,12 +46,12 @@ async def upload_files(request: Request) -> list[UploadFile]:
 def _store(pipeline: Pipeline, user: User, upload: UploadFile) -> Track:
     settings = pipeline.settings
     limit = settings.max_upload_mb * 1024 * 1024
-    name = Path(upload.filename or "upload").name or "upload"
+    name = clean_filename(upload.filename)
     if upload.size is not None and upload.size > limit:
         raise TooLarge(settings.max_upload_mb)
-    incoming = Path(settings.data_dir) / "uploads" / ".incoming"
+    incoming = incoming_dir(settings.data_dir)
     incoming.mkdir(parents=True, exist_ok=True)
-    suffix = Path(name).suffix
+    suffix = "." + name.rpartition(".")[2] if "." in name else ""
     fd, tmp_name = tempfile.mkstemp(
         prefix="upload-", suffix=suffix if _SUFFIX.match(suffix) else "", dir=incoming
     )
@@ -71,10 +73,12 @@ async def import_uploads(request: Request, user: User) -> list[UploadOutcome]:
     pipeline: Pipeline = request.app.state.pipeline
     outcomes: list[UploadOutcome] = []
     for upload in await upload_files(request):
-        outcome = UploadOutcome(filename=Path(upload.filename or "upload").name)
+        outcome = UploadOutcome(filename=clean_filename(upload.filename))
         try:
             outcome.track = await run_in_threadpool(_store, pipeline, user, upload)
         except (SoundForgeError, WebError) as exc:
+            # Shown to the client: the temporary file's path is not theirs to see.
+            exc.message = hide_server_paths(exc.message, pipeline.settings)
             outcome.error = exc
         finally:
             await upload.close()

@@ -94,6 +94,11 @@ class JobOut(BaseModel):
         description="LALAL.AI: the uploaded file's id at the provider (deleted there "
         "when the job ends)"
     )
+    attempts: int = Field(description="How many times a worker started this job")
+    history: list[dict[str, Any]] = Field(
+        description="Why earlier attempts ended without an answer, oldest first: "
+        "{at, attempt, event (runner_lost or worker_lost), message}"
+    )
     created_at: str | None
     started_at: str | None
     finished_at: str | None

@@ -17,19 +17,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Callable
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from soundforge.db import Database
-from soundforge.db.models import LoginFailure
+from soundforge.db.models import LoginFailure, LoginKnownAddress
 
 CSRF_SESSION_KEY = "csrf"
+SESSION_MAX_AGE = 14 * 24 * 3600  # the cookie's and the server-side session's lifetime
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 
@@ -56,8 +60,21 @@ def password_fingerprint(password_hash: str, key: bytes) -> str:
 
 
 class LoginLimiter:
-    """Failed sign-ins: 5 per 15 minutes for one email from one address, and
-    30 per 15 minutes from one address whatever the email."""
+    """Failed sign-ins, counted in the database for every web process:
+
+    * 5 per 15 minutes for one email from one address: a client can only
+      lock *itself* out of an account;
+    * 30 per 15 minutes from one address whatever the email, except for
+      accounts that signed in from that address before (within 90 days): one
+      client spraying made-up emails cannot lock out the people beside it
+      (the same office, the same proxy).
+
+    There is deliberately no limit per account across addresses: anyone could
+    then lock any user out by failing on their email. The address is the
+    connection's, or the one a trusted proxy forwarded (SOUNDFORGE_TRUSTED_PROXIES).
+    """
+
+    KNOWN_FOR = 90 * 24 * 3600.0
 
     def __init__(
         self,
@@ -80,12 +97,20 @@ class LoginLimiter:
             "address": hashlib.sha256(f"address|{address}".encode()).hexdigest(),
         }
 
+    def _known(self, session: Session, address: str, email: str, now: float) -> bool:
+        at = session.scalar(select(LoginKnownAddress.at).where(
+            LoginKnownAddress.key == self._keys(address, email)["account"]))
+        return at is not None and at > now - self.KNOWN_FOR
+
     def retry_after(self, address: str, email: str) -> float:
         """0 when another attempt is allowed now, else seconds to wait."""
         now = self.clock()
         wait = 0.0
         with self.db.session() as session:
+            known = self._known(session, address, email, now)
             for kind, key in self._keys(address, email).items():
+                if kind == "address" and known:
+                    continue
                 limit = self.limits[kind]
                 # The attempt that must leave the window before another is allowed.
                 blocking = session.scalar(
@@ -108,9 +133,19 @@ class LoginLimiter:
             session.execute(delete(LoginFailure).where(LoginFailure.at <= now - self.period))
 
     def succeeded(self, address: str, email: str) -> None:
+        now = self.clock()
         key = self._keys(address, email)["account"]
-        expired = self.clock() - self.period
+        expired = now - self.period
         with self.db.transaction() as session:
             session.execute(
                 delete(LoginFailure).where(or_(LoginFailure.key == key, LoginFailure.at <= expired))
             )
+            session.execute(delete(LoginKnownAddress).where(
+                LoginKnownAddress.at <= now - self.KNOWN_FOR))
+            known = session.execute(
+                update(LoginKnownAddress).where(LoginKnownAddress.key == key).values(at=now))
+        if getattr(known, "rowcount", 0):
+            return
+        # Two sign-ins of the same account at one instant: either insert will do.
+        with contextlib.suppress(IntegrityError), self.db.transaction() as session:
+            session.add(LoginKnownAddress(key=key, at=now))

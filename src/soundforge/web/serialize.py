@@ -57,6 +57,8 @@ def job_dict(job: ProcessingJob, *, with_stems: bool = False) -> dict[str, Any]:
         "reused_from_job_id": job.reused_from_job_id,
         "provider_task_ids": [str(task_id) for task_id in job.provider_task_ids or []],
         "provider_source_id": job.provider_source_id,
+        "attempts": job.attempts,
+        "history": list(job.history or []),
         "created_at": job.created_at.isoformat() if job.created_at else None,
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,

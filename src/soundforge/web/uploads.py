@@ -14,6 +14,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from soundforge.web.errors import TooLarge
+from soundforge.web.guard import scope_wants_json
 
 ENVELOPE_SLACK = 256 * 1024
 
@@ -57,13 +58,7 @@ class UploadLimitMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = TooLarge(self.limit_mb)
-        headers = dict(scope.get("headers", []))
-        path = scope.get("path", "")
-        accept = headers.get(b"accept", b"").decode("latin-1")
-        as_json = path.startswith("/api/") or "application/json" in accept or (
-            headers.get(b"x-requested-with", b"").lower() == b"xmlhttprequest"
-        )
-        if as_json:
+        if scope_wants_json(scope):
             body = json.dumps({"error": {"code": error.code, "message": error.message}}).encode()
             content_type = b"application/json"
         else:

@@ -57,9 +57,13 @@ from soundforge.engines.lalalai.download import (
     write_silence,
     write_stem,
 )
-from soundforge.engines.lalalai.errors import ProviderTaskError
+from soundforge.engines.lalalai.errors import (
+    ProviderTaskError,
+    ProviderUnavailableError,
+    RateLimitedError,
+)
 from soundforge.engines.lalalai.keys import key_id, require_key, resolve_key, scrub
-from soundforge.engines.lalalai.ledger import JsonlUsageLedger, UsageEntry, UsageLedger
+from soundforge.engines.lalalai.ledger import DatabaseUsageLedger, UsageEntry, UsageLedger
 from soundforge.engines.lalalai.poller import (
     CHECK_LIMIT,
     CHECK_WINDOW,
@@ -170,7 +174,9 @@ class LalalaiEngine:
         self.check_limit = check_limit
         self.check_window = check_window
         self.timeout = timeout
-        self.ledger: UsageLedger = ledger or JsonlUsageLedger.for_settings(self.settings)
+        # Opened on first use: checking a request needs no ledger.
+        self._ledger: UsageLedger | None = ledger
+        self._owned_ledger: DatabaseUsageLedger | None = None
         self.preview_seconds = preview_seconds
         # For every separation that is not given its own (the command line
         # records its provider work this way; see leftovers.py).
@@ -269,10 +275,14 @@ class LalalaiEngine:
         destination: Path | None = None,
         *,
         on_tasks: TasksCallback | None = None,
+        on_unreleased: TasksCallback | None = None,
     ) -> dict[str, Path]:
         """``Engine.separate``; ``on_tasks`` (optional, beyond the interface) is
         told the source id and task ids as soon as they exist. If it raises,
-        the separation stops and cleans up as for any other error."""
+        the separation stops and cleans up as for any other error.
+        ``on_unreleased`` is told what the clean-up could not release at the
+        provider (it was unreachable): unfinished tasks not cancelled, the
+        uploaded file not deleted (``source_id`` empty when it was)."""
         if destination is None:
             raise InvalidOptionError("No destination folder given for the stems.")
         options = self.validate(options)
@@ -304,6 +314,7 @@ class LalalaiEngine:
 
             run = _Run()
             source_id: str | None = None
+            not_cancelled: list[str] = []
             watch: TaskWatch | None = None
             poller: CheckPoller | None = None
             try:
@@ -328,6 +339,8 @@ class LalalaiEngine:
                     task_id = self._start(client, source.id, task, options)
                     run.tasks[task_id] = task
                     run.task_progress[task_id] = 0.0
+                    # Charged as it starts: counted now, whatever happens next.
+                    self._record_usage(run, task_id, task, None, upload_name, options.preview)
                     log.info("LALAL.AI: %s task %s started for %s",
                              task.kind, task_id, task.description)
                     # After every start, not once at the end: each task is
@@ -346,15 +359,24 @@ class LalalaiEngine:
                 cancel.raise_if_cancelled()
                 moved = staging.commit()
             except BaseException as exc:
-                self._cancel_unfinished(client, run)
+                not_cancelled = self._cancel_unfinished(client, run)
+                for task_id, task in run.tasks.items():
+                    if task_id not in run.finished:  # charged, never delivered
+                        self._record_usage(run, task_id, task, None, upload_name,
+                                           options.preview, cancelled=True)
                 if isinstance(exc, CancelledError):
                     log.info("LALAL.AI: separation of %s cancelled", upload_name)
                 raise
             finally:
                 if poller is not None and watch is not None:
                     poller.unwatch(watch)
-                if source_id is not None:
-                    self._delete_source(client, source_id)
+                deleted = source_id is None or self._delete_source(client, source_id)
+                if (not_cancelled or not deleted) and on_unreleased is not None:
+                    try:
+                        on_unreleased(ProviderWork("" if deleted else str(source_id),
+                                                   tuple(not_cancelled)))
+                    except Exception as hook_error:  # the job's own outcome comes first
+                        log.error("LALAL.AI: could not record unreleased work: %s", hook_error)
         self.last_result = {
             "source_id": source_id,
             "tasks": {
@@ -367,14 +389,28 @@ class LalalaiEngine:
         progress(100)
         return {name: moved[file_name] for name, file_name in run.written.items()}
 
+    @property
+    def ledger(self) -> UsageLedger:
+        """Where charged minutes are recorded: the installation's database."""
+        with self._lock:
+            if self._ledger is None:
+                self._owned_ledger = DatabaseUsageLedger.for_settings(self.settings)
+                self._ledger = self._owned_ledger
+            return self._ledger
+
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
             downloader, self._downloader = self._downloader, None
+            ledger, self._owned_ledger = self._owned_ledger, None
+            if ledger is not None:
+                self._ledger = None
         if client is not None:
             client.close()
         if downloader is not None:
             downloader.close()
+        if ledger is not None:
+            ledger.close()
 
     def __enter__(self) -> LalalaiEngine:
         return self
@@ -543,46 +579,55 @@ class LalalaiEngine:
         run: _Run,
         task_id: str,
         task: PlannedTask,
-        status: TaskStatus,
+        status: TaskStatus | None,
         name: str,
         preview: bool,
+        *,
+        cancelled: bool = False,
     ) -> None:
         if self._key is None:
             return
-        # What the provider charged: its length of the file × the task's stems.
-        seconds = status.duration or run.source_seconds
+        # What the provider charged: its length of the file × the task's stems
+        # (the task's own length once it finished, the upload's before).
+        seconds = (status.duration if status is not None else None) or run.source_seconds
         try:
             self.ledger.record(
                 UsageEntry(
                     key_id=key_id(self._key), task_id=task_id, seconds=seconds,
                     stems=task.stem_count, minutes=round(seconds * task.stem_count / 60, 4),
-                    source_name=name, preview=preview,
+                    source_name=name, preview=preview, cancelled=cancelled,
                 )
             )
-        except OSError as exc:
-            # The separation itself succeeded; a full disk must not throw it away.
-            log.warning("Could not record LALAL.AI usage: %s", exc)
+        except Exception as exc:
+            # The record is a report; an unreachable database must not throw the
+            # separation away (the provider's minutes left stay the truth).
+            log.warning("Could not record LALAL.AI usage of task %s: %s", task_id, exc)
 
-    def _cancel_unfinished(self, client: LalalaiClient, run: _Run) -> None:
+    def _cancel_unfinished(self, client: LalalaiClient, run: _Run) -> list[str]:
+        """Cancel the run's unfinished tasks; returns those the request could not
+        reach the provider for (an answer, even "already ended", settles a task)."""
         unfinished = [task_id for task_id in run.tasks if task_id not in run.finished]
         if not unfinished:
-            return
+            return []
         try:
             outcomes = client.cancel(unfinished)
         except SoundForgeError as exc:
             log.warning("LALAL.AI: could not cancel tasks %s: %s", unfinished, exc)
-            return
+            return unfinished
         for outcome in outcomes.values():
             if not outcome.ok:
                 log.info("LALAL.AI: task %s not cancelled: %s", outcome.task_id, outcome.error)
+        return []
 
-    def _delete_source(self, client: LalalaiClient, source_id: str) -> None:
-        # Best effort: the provider expires sources on its own anyway, and a
-        # failing delete must not turn a finished separation into a failure.
+    def _delete_source(self, client: LalalaiClient, source_id: str) -> bool:
+        # A failing delete must not turn a finished separation into a failure;
+        # the caller records it to be released later.
         try:
             client.delete(source_id)
+            return True
         except SoundForgeError as exc:
             log.warning("LALAL.AI: could not delete source %s: %s", source_id, exc)
+            return False
 
 
 def build_presets(task: PlannedTask, options: SeparationOptions) -> dict[str, Any]:
@@ -656,6 +701,10 @@ class ReleaseOutcome:
     source_deleted: bool = False
     # Requests that failed altogether (network, key refused …), in words.
     errors: tuple[str, ...] = ()
+    # What is still held at the provider because it could not be reached (an
+    # outage, not a refusal): worth trying again later.
+    retry_tasks: tuple[str, ...] = ()
+    retry_source: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -710,6 +759,8 @@ def release_provider_work(
     not_cancelled: dict[str, str] = {}
     errors: list[str] = []
     deleted = False
+    retry_tasks: tuple[str, ...] = ()
+    retry_source: str | None = None
     with LalalaiClient(
         settings.lalalai_url, key, retry=retry or RELEASE_RETRY, timeout=timeout or RELEASE_TIMEOUT
     ) as client:
@@ -718,6 +769,8 @@ def release_provider_work(
                 outcomes = client.cancel(list(task_ids))
             except SoundForgeError as exc:
                 errors.append(f"cancel: {scrub(exc.message, key)}")
+                if isinstance(exc, ProviderUnavailableError | RateLimitedError):
+                    retry_tasks = tuple(task_ids)
             else:
                 for task_id in task_ids:
                     answer = outcomes.get(task_id)
@@ -734,7 +787,10 @@ def release_provider_work(
                 deleted = True
             except SoundForgeError as exc:
                 errors.append(f"delete: {scrub(exc.message, key)}")
-    outcome = ReleaseOutcome(tuple(cancelled), not_cancelled, deleted, tuple(errors))
+                if isinstance(exc, ProviderUnavailableError | RateLimitedError):
+                    retry_source = source_id
+    outcome = ReleaseOutcome(tuple(cancelled), not_cancelled, deleted, tuple(errors),
+                             retry_tasks, retry_source)
     log.info(
         "LALAL.AI: released a stopped run's work: %d cancelled, %d already ended, source %s%s",
         len(outcome.cancelled), len(outcome.not_cancelled),

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from soundforge.config import Settings, get_settings
 from soundforge.engines.lalalai.client import LalalaiClient
 from soundforge.engines.lalalai.keys import key_id, require_key
-from soundforge.engines.lalalai.ledger import JsonlUsageLedger, UsageLedger
+from soundforge.engines.lalalai.ledger import DatabaseUsageLedger, UsageLedger
 from soundforge.errors import QuotaError
 
 
@@ -60,8 +60,11 @@ class QuotaReport:
 
 
 def quota_report(remaining: float, used: float) -> QuotaReport:
-    """The seed's shape. The API has no "plan size": the quota is what this
-    installation used plus what the provider says is left."""
+    """The seed's shape. ``remaining_minutes`` is the provider's own figure, the
+    truth; the API has no "plan size", so the quota is what this installation
+    was charged (every node's tasks, cancelled ones included) plus what is left.
+    Use on the key elsewhere (lalal.ai's site, another installation) is not in
+    ``used_minutes``, so only ``remaining_minutes`` is exact."""
     remaining = max(remaining, 0.0)
     return QuotaReport(
         quota_minutes=round(used + remaining, 2),
@@ -81,12 +84,17 @@ def get_quota(
     Raises ``AuthError`` without a key, ``ProviderError`` if LALAL.AI fails."""
     settings = settings or get_settings()
     key = require_key(api_key, settings)
-    ledger = ledger or JsonlUsageLedger.for_settings(settings)
     own = client is None
     client = client or LalalaiClient(settings.lalalai_url, key)
     try:
-        remaining = client.minutes_left()
+        remaining = client.minutes_left()  # the provider's figure: the truth
     finally:
         if own:
             client.close()
-    return quota_report(remaining, ledger.used_minutes(key_id(key))).as_dict()
+    if ledger is not None:
+        return quota_report(remaining, ledger.used_minutes(key_id(key))).as_dict()
+    opened = DatabaseUsageLedger.for_settings(settings)
+    try:
+        return quota_report(remaining, opened.used_minutes(key_id(key))).as_dict()
+    finally:
+        opened.close()

@@ -14,6 +14,7 @@ from soundforge.errors import InvalidOptionError
 FOUR_STEMS = ("drums", "bass", "other", "vocals")
 SIX_STEMS = ("drums", "bass", "other", "vocals", "guitar", "piano")
 DEFAULT_MODEL = "htdemucs"
+HTDEMUCS_SEGMENT = 7.8  # the published htdemucs models' training segment (39/5 s)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class ModelSpec:
     quality: str
     speed: str
     description: str
+    # The longest --segment the model takes (seconds): a transformer refuses
+    # more than it was trained on; None = only the general limit applies.
+    max_segment: float | None = None
 
     @property
     def is_bag(self) -> bool:
@@ -36,16 +40,16 @@ MODELS: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec(
             "htdemucs", FOUR_STEMS, 1, 84, "Good", "Fast (GPU) / Slow (CPU)",
-            "Hybrid Transformer Demucs: the general-purpose default.",
+            "Hybrid Transformer Demucs: the general-purpose default.", HTDEMUCS_SEGMENT,
         ),
         ModelSpec(
             "htdemucs_ft", FOUR_STEMS, 4, 336, "High", "Slower than htdemucs (4 networks)",
             "Four fine-tuned htdemucs specialists, one per stem; asking for one stem "
-            "runs only its specialist.",
+            "runs only its specialist.", HTDEMUCS_SEGMENT,
         ),
         ModelSpec(
             "htdemucs_6s", SIX_STEMS, 1, 55, "Good", "Medium",
-            "Six stems: adds guitar and piano (piano is the weakest).",
+            "Six stems: adds guitar and piano (piano is the weakest).", HTDEMUCS_SEGMENT,
         ),
         ModelSpec(
             "mdx_extra", FOUR_STEMS, 4, 660, "High (vocals)", "Medium",

@@ -14,6 +14,7 @@ from soundforge.engines.base import (
     CancelToken,
     ProgressCallback,
     SeparationOptions,
+    check_numbers,
 )
 from soundforge.engines.local.catalog import get_spec, resolve_outputs
 from soundforge.engines.local.device import (
@@ -41,8 +42,7 @@ def validate_common(options: SeparationOptions) -> None:
         raise InvalidOptionError(
             f"Unknown WAV depth {options.wav_depth!r}: use {', '.join(WAV_DEPTHS)}."
         )
-    if options.sample_rate is not None and not 8000 <= options.sample_rate <= 192000:
-        raise InvalidOptionError("The output sample rate must be between 8000 and 192000 Hz.")
+    check_numbers(options)
 
 
 class LocalEngine:
@@ -81,14 +81,17 @@ class LocalEngine:
             raise InvalidOptionError(
                 f"Unknown precision {precision!r}: use {', '.join(PRECISIONS)}."
             )
-        if options.batch is not None and not 1 <= options.batch <= 256:
-            raise InvalidOptionError("--batch must be between 1 and 256 segments per call.")
-        if not 0 <= options.shifts <= 20:
-            raise InvalidOptionError("--shifts must be between 0 and 20.")
-        if not 0 <= options.overlap < 1:
-            raise InvalidOptionError("--overlap must be at least 0 and less than 1.")
-        if options.segment is not None and options.segment <= 0:
-            raise InvalidOptionError("--segment must be a positive number of seconds.")
+        if (
+            options.segment is not None
+            and spec.max_segment is not None
+            and options.segment > spec.max_segment
+        ):
+            # The transformer was trained on this length; the runner would refuse
+            # it too, but only after the job was queued and a worker took it.
+            raise InvalidOptionError(
+                f"Option 'segment' is {options.segment:g} s; {spec.name} allows at most "
+                f"{spec.max_segment:g} s. Use a shorter segment or none."
+            )
         return options
 
     def separate(

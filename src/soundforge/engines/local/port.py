@@ -41,6 +41,7 @@ from soundforge.errors import (
     ModelUnavailableError,
     OutOfMemoryError,
     OutputError,
+    RunnerLostError,
     SoundForgeError,
 )
 
@@ -237,7 +238,9 @@ class DemucsPort:
                 self._close_pipes(proc)
                 if cancel_sent_at is not None:
                     raise CancelledError()
-                raise EngineError(
+                # The path helps on the command line; the job pipeline and the
+                # web app show it relative to the data folder.
+                raise RunnerLostError(
                     f"The Demucs runner process stopped while separating {request.input} "
                     f"({signal_name(code)}). It is restarted for the next job; if this "
                     "repeats, the machine may be out of memory."

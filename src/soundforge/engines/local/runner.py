@@ -27,6 +27,11 @@ log = logging.getLogger("soundforge.runner")
 HEARTBEAT_SECONDS = 5.0
 
 
+class SupervisorGone(Exception):
+    """The protocol pipe is closed: whoever asked for the work is gone (a
+    SIGKILLed worker). Nothing is left to say and no one to say it to."""
+
+
 class Runner:
     def __init__(self, out: TextIO) -> None:
         self._out = out
@@ -41,12 +46,25 @@ class Runner:
         self._model: Any = None
         self._model_key: tuple[str, str | None] | None = None
         self.loads = 0  # how many times a model was loaded (tests read it via results)
+        self._gone = False  # the protocol pipe broke: the supervisor is dead
 
     # --- output ------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
         with self._write_lock:
-            self._out.write(protocol.encode(message))
-            self._out.flush()
+            if self._gone:
+                raise SupervisorGone()
+            try:
+                self._out.write(protocol.encode(message))
+                self._out.flush()
+            except (BrokenPipeError, ConnectionResetError, ValueError) as exc:
+                # ValueError: the stream was already closed after an earlier break.
+                self._gone = True
+                self._closing.set()
+                raise SupervisorGone() from exc
+
+    @property
+    def gone(self) -> bool:
+        return self._gone
 
     # --- input -------------------------------------------------------------
     def read_stdin(self, stream: TextIO) -> None:
@@ -86,29 +104,38 @@ class Runner:
                 return
             request_id = str(message.get("id"))
             try:
-                if message.get("type") != protocol.SEPARATE:
-                    raise EngineError(f"Unknown request type {message.get('type')!r}.")
-                self.handle(message)
-            except SoundForgeError as exc:
-                self.send(protocol.error(request_id, exc.message, exc.code))
-            except MemoryError:
-                self.send(protocol.error(
-                    request_id,
-                    "Out of memory while separating: try a shorter file, another model or "
-                    "--device cpu.",
-                    "out_of_memory",
-                ))
-            except Exception as exc:  # every failure must become a message
-                from soundforge.engines.local.backends import is_out_of_memory
-
-                # e.g. moving the model onto a GPU that is already full
-                code = "out_of_memory" if is_out_of_memory(exc) else "engine_error"
-                if code == "engine_error":
-                    log.exception("separation failed")
-                self.send(protocol.error(request_id, describe_failure(exc), code))
+                self._answer(message, request_id)
+            except SupervisorGone:
+                log.info("the supervisor is gone; the runner exits")
+                return
             finally:
                 with self._cancel_lock:
                     self._cancelled.discard(request_id)
+
+    def _answer(self, message: dict[str, Any], request_id: str) -> None:
+        try:
+            if message.get("type") != protocol.SEPARATE:
+                raise EngineError(f"Unknown request type {message.get('type')!r}.")
+            self.handle(message)
+        except SupervisorGone:
+            raise
+        except SoundForgeError as exc:
+            self.send(protocol.error(request_id, exc.message, exc.code))
+        except MemoryError:
+            self.send(protocol.error(
+                request_id,
+                "Out of memory while separating: try a shorter file, another model or "
+                "--device cpu.",
+                "out_of_memory",
+            ))
+        except Exception as exc:  # every failure must become a message
+            from soundforge.engines.local.backends import is_out_of_memory
+
+            # e.g. moving the model onto a GPU that is already full
+            code = "out_of_memory" if is_out_of_memory(exc) else "engine_error"
+            if code == "engine_error":
+                log.exception("separation failed")
+            self.send(protocol.error(request_id, describe_failure(exc), code))
 
     def model_for(self, name: str, repo: str | None, request_id: str) -> Any:
         from soundforge.engines.local.loader import load_model
@@ -123,7 +150,10 @@ class Runner:
         def heartbeat() -> None:
             # Loading (or downloading) can take a while: keep the stall detector fed.
             while not stop.wait(HEARTBEAT_SECONDS):
-                self.send(protocol.progress(request_id, 0, protocol.STAGE_LOADING))
+                try:
+                    self.send(protocol.progress(request_id, 0, protocol.STAGE_LOADING))
+                except SupervisorGone:
+                    return  # the loading thread finds out at its own next message
 
         self.send(protocol.progress(request_id, 0, protocol.STAGE_LOADING))
         beat = threading.Thread(target=heartbeat, daemon=True)
@@ -208,6 +238,11 @@ def main() -> None:
     reader = threading.Thread(target=runner.read_stdin, args=(sys.stdin,), daemon=True)
     reader.start()
     runner.serve()
+    if runner.gone:
+        # Exiting normally would flush the broken pipe once more and print
+        # "Exception ignored … BrokenPipeError"; there is nothing left to flush.
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from soundforge.db import ProcessingJob, User
 from soundforge.db.accounts import get_lalalai_key, get_user_settings
+from soundforge.engines.lalalai.ledger import DatabaseUsageLedger
 from soundforge.engines.lalalai.quota import get_quota
 from soundforge.errors import AuthError, InvalidOptionError, SoundForgeError
 from soundforge.jobs.engines import lalalai_key_for
@@ -48,7 +49,8 @@ def _key_for(request: Request, session: DbSession, user: User) -> str:
             responses={502: {"model": ErrorOut, "description": "LALAL.AI failed"}})
 async def quota(request: Request, session: DbSession, user: ApiUser) -> dict[str, float]:
     key = _key_for(request, session, user)
-    return await run_in_threadpool(get_quota, request.app.state.settings, key)
+    return await run_in_threadpool(get_quota, request.app.state.settings, key,
+                                   DatabaseUsageLedger(request.app.state.db))
 
 
 @router.post("/test-key", response_model=QuotaOut, summary="Check a LALAL.AI key works",
@@ -64,7 +66,8 @@ async def test_key(
         raise AuthError("Type a key to test, or save one first.")
     if len(key) > 200:
         raise InvalidOptionError("That is not a LALAL.AI key (too long).")
-    return await run_in_threadpool(get_quota, request.app.state.settings, key)
+    return await run_in_threadpool(get_quota, request.app.state.settings, key,
+                                   DatabaseUsageLedger(request.app.state.db))
 
 
 @router.post("/cancel", response_model=CancelOut, summary="Cancel the active LALAL.AI task",

@@ -9,10 +9,16 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from soundforge.db import ApiToken, User
-from soundforge.db.accounts import create_api_token, get_user_settings
+from soundforge.db.accounts import (
+    authenticate,
+    create_api_token,
+    get_user_settings,
+    set_password,
+)
+from soundforge.db.base import is_row_id
 from soundforge.errors import InvalidOptionError
 from soundforge.web import catalog
-from soundforge.web.deps import Csrf, DbSession, PageUser
+from soundforge.web.deps import Csrf, DbSession, PageUser, login_session
 from soundforge.web.errors import NotFound
 from soundforge.web.pages import flash, redirect, render
 from soundforge.web.user_settings import apply_settings_update
@@ -114,7 +120,7 @@ def new_token(
 
 @router.post("/settings/tokens/{token_id}/delete", dependencies=[Csrf])
 def delete_token(request: Request, session: DbSession, user: PageUser, token_id: int) -> Response:
-    token = session.get(ApiToken, token_id)
+    token = session.get(ApiToken, token_id) if is_row_id(token_id) else None
     if token is None or token.user_id != user.id:
         raise NotFound("token")
     session.delete(token)
@@ -132,3 +138,26 @@ def save_exports(
 ) -> Response:
     changes = {"filename_template": filename_template}
     return _save(request, session, user, changes, "Export settings saved.", "exports")
+
+
+@router.post("/settings/password", dependencies=[Csrf])
+def change_password(
+    request: Request,
+    session: DbSession,
+    user: PageUser,
+    current_password: str = Form(""),
+    new_password: str = Form(""),
+) -> Response:
+    """A new password ends every session of the user; this browser signs in again."""
+    try:
+        if authenticate(session, user.email, current_password) is None:
+            raise InvalidOptionError("Your current password is not right; nothing was changed.")
+        set_password(session, user, new_password)
+        session.commit()
+    except InvalidOptionError as exc:
+        session.rollback()
+        return render(request, "settings.html", _context(session, user, error=exc.message),
+                      user=user, status_code=422)
+    login_session(request, user, session)
+    flash(request, "ok", "Password changed. Every other browser was signed out.")
+    return redirect("/settings#account")

@@ -13,7 +13,7 @@ from soundforge.jobs.service import cancel_job, create_separation_job, get_job, 
 from soundforge.web import catalog
 from soundforge.web.access import owned_job, owned_track
 from soundforge.web.deps import Csrf, DbSession, PageUser
-from soundforge.web.errors import NotFound, status_for, wants_json
+from soundforge.web.errors import NotFound, public_message, status_for, wants_json
 from soundforge.web.forms import options_from_form, separate_form_context
 from soundforge.web.pages import flash, redirect, render, safe_next
 from soundforge.web.serialize import job_dict
@@ -71,7 +71,7 @@ async def separate(request: Request, user: PageUser, track_id: str) -> Response:
         # Show the form again with the reason, keeping what the user chose.
         with pipeline.db.session() as session:
             track = owned_track(session, user, track_id)
-            context: dict[str, Any] = {"track": track, "error": exc.message}
+            context: dict[str, Any] = {"track": track, "error": public_message(request, exc)}
             context.update(separate_form_context(session, user, pipeline.settings))
             # Keep the user's choices, except the ones that cannot be shown.
             known: dict[str, Any] = {"engine": catalog.ENGINE_LABELS, "model": catalog.MODELS,
