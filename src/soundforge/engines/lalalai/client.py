@@ -432,16 +432,21 @@ class LalalaiClient:
     def _error(self, name: str, status: int, payload: Any, tries: int) -> SoundForgeError:
         detail = scrub(_detail_text(payload), self._key)
         code = payload.get("code") if isinstance(payload, dict) else None
-        if status in (401, 403):
+        if status in (401, 403) or _license_refusal(status, code, detail):
             if "provide license key" in detail.lower():
                 return AuthError(
                     "LALAL.AI received no license key. Set LALALAI_API_KEY (your own "
                     "key) or SYSTEM_LALALAI_ACTIVATION_KEY (this installation's key)."
                 )
+            # The provider refuses a bad license state with 400 before any task
+            # exists, a missing or unknown key with 401/403: all of them are a
+            # key for the user to fix, not a provider failure.
+            said = f": {detail.rstrip('.')}" if detail else ""
             return AuthError(
-                "LALAL.AI refused the license key (HTTP 403): it is wrong, expired or "
-                "revoked. Check LALALAI_API_KEY / SYSTEM_LALALAI_ACTIVATION_KEY or the "
-                "key saved in Settings."
+                f"LALAL.AI refused the license key (HTTP {status}{said}). It is wrong, "
+                "expired or revoked: copy it again from your lalal.ai account into "
+                "Settings → Cloud Separation (or LALALAI_API_KEY / "
+                "SYSTEM_LALALAI_ACTIVATION_KEY for the installation's key)."
             )
         if status == 429:
             return RateLimitedError(
@@ -510,6 +515,15 @@ def _payload(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return {"detail": response.text[:200]}
+
+
+def _license_refusal(status: int, code: object, detail: str) -> bool:
+    """A 400 about the license itself (invalid, expired, blocked key), as opposed
+    to the license codes with their own meaning (minutes, size, duration),
+    which ``CODE_MESSAGES`` handles."""
+    if status != 400 or code in CODE_MESSAGES:
+        return False
+    return "licen" in str(code or "").lower() or "licen" in detail.lower()
 
 
 def _detail_text(payload: Any) -> str:
