@@ -126,3 +126,62 @@ def test_cancel_and_cancel_all(alice: User, bob: User, fake_lalalai: FakeLalalai
     assert alice.client.get(f"/api/jobs/{jobs[1]}").json()["status"] == "cancelled"
     # The local job is not LALAL.AI work: it stays.
     assert alice.client.get(f"/api/jobs/{local['id']}").json()["status"] == "queued"
+
+
+def test_a_key_refused_with_http_400_is_an_auth_error_everywhere(
+    alice: User, fake_lalalai: FakeLalalai, wav: Path
+) -> None:
+    # What the live provider answers for a wrong key (issue 15, defect 4).
+    fake_lalalai.unknown_key_answer = (400, {"detail": "License key is invalid."})
+    headers = alice.headers()
+    tested = alice.client.post("/api/lalalai/test-key", json={"key": "wrong-key-0000"},
+                               headers=headers)
+    assert tested.status_code == 422, tested.text
+    error = tested.json()["error"]
+    assert error["code"] == "auth_error"
+    assert "refused the license key" in error["message"]
+    assert "Settings → Cloud Separation" in error["message"]
+    alice.client.patch("/api/settings", json={"lalalai_api_key": "wrong-key-0000"},
+                       headers=headers)
+    quota = alice.client.get("/api/lalalai/quota")
+    assert quota.status_code == 422 and quota.json()["error"]["code"] == "auth_error"
+    track = upload(alice.client, alice.csrf, wav)["id"]
+    separation = alice.client.post(f"/api/tracks/{track}/separations",
+                                   json={"engine": "lalalai"}, headers=headers)
+    assert separation.status_code == 422 and separation.json()["error"]["code"] == "auth_error"
+    assert alice.client.get(f"/api/tracks/{track}/jobs").json()["jobs"] == []
+
+
+def test_cancel_counts_the_tasks_it_cancelled_at_the_provider(
+    alice: User, fake_lalalai: FakeLalalai, wav: Path, pipeline
+) -> None:
+    """A running job's task is cancelled at LALAL.AI by the request itself, and
+    the answer says so (issue 15, defect 9: it said 0)."""
+    from pydantic import SecretStr
+
+    from soundforge.db import ProcessingJob
+    from soundforge.engines.lalalai.client import LalalaiClient
+
+    headers = alice.headers()
+    alice.client.patch("/api/settings", json={"lalalai_api_key": fake_lalalai.key},
+                       headers=headers)
+    track = upload(alice.client, alice.csrf, wav)["id"]
+    job_id = alice.client.post(f"/api/tracks/{track}/separations",
+                               json={"engine": "lalalai", "stems": ["vocals"]},
+                               headers=headers).json()["id"]
+    # The worker's side, as it stands mid-run: the file uploaded, one task in
+    # progress at the provider, its id recorded on the running job.
+    fake_lalalai.hold()
+    with LalalaiClient(fake_lalalai.url, SecretStr(fake_lalalai.key)) as client:
+        source_id = client.upload(wav).id
+        task_id = client.split_stem_separator(source_id, {"stem": "vocals"})
+    with pipeline.db.transaction() as session:
+        job = session.get(ProcessingJob, job_id)
+        job.status = "running"
+        job.provider_task_ids = [task_id]
+        job.provider_source_id = source_id
+    answer = alice.client.post("/api/lalalai/cancel", json={"job_id": job_id}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"cancelled": 1, "job_ids": [job_id], "provider_tasks_cancelled": 1}
+    assert fake_lalalai.tasks[task_id].status == "cancelled"
+    fake_lalalai.release()

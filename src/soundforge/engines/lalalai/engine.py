@@ -638,6 +638,17 @@ def cancel_all(
         return engine.cancel_all()
 
 
+def cancel_tasks(
+    settings: Settings | None, api_key: str | SecretStr | None, task_ids: Sequence[str]
+) -> dict[str, CancelOutcome]:
+    """Cancel these tasks at LALAL.AI now (one job's, from the web app); the
+    outcome per task says whether the provider stopped it."""
+    if not task_ids:
+        return {}
+    with LalalaiEngine(settings, api_key=api_key) as engine:
+        return engine.client.cancel(list(task_ids))
+
+
 # A dead run's clean-up happens in a worker's reconciler, which must not hang
 # on an unreachable provider for minutes: two quick tries, then give up (the
 # provider expires the file on its own).

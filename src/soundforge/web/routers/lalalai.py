@@ -96,9 +96,25 @@ async def cancel(
     if job.status not in ("queued", "running"):
         return {"cancelled": 0, "job_ids": [], "provider_tasks_cancelled": 0}
     target = job.id
+    settings = request.app.state.settings
+    task_ids = [str(task_id) for task_id in job.provider_task_ids or []]
+    key = lalalai_key_for(settings, get_user_settings(session, user)) if task_ids else None
     session.close()
+    # Flag the job first, so that its worker takes the provider's "cancelled"
+    # for the user's cancel; then stop the tasks at LALAL.AI from here, so the
+    # answer can say what the provider did (the worker would only do it later).
     await run_in_threadpool(cancel_job, request.app.state.pipeline, user, target)
-    return {"cancelled": 1, "job_ids": [target], "provider_tasks_cancelled": 0}
+    provider = 0
+    if task_ids and key:
+        from soundforge.engines.lalalai.engine import cancel_tasks
+
+        try:
+            outcomes = await run_in_threadpool(cancel_tasks, settings, key, task_ids)
+            provider = sum(1 for outcome in outcomes.values() if outcome.ok)
+        except SoundForgeError as exc:
+            # The job is cancelled either way; its worker retries the provider.
+            log.warning("LALAL.AI cancel of job %s failed: %s", target, exc.message)
+    return {"cancelled": 1, "job_ids": [target], "provider_tasks_cancelled": provider}
 
 
 @router.post("/cancel-all", response_model=CancelOut,
