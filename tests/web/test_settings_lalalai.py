@@ -37,8 +37,11 @@ def test_demucs_section_saves_and_validates(alice: User) -> None:
     assert alice.client.get("/api/settings").json()["demucs_model"] == "mdx_extra"
 
 
-def test_cloud_section_key_is_encrypted_and_masked(alice: User, pipeline) -> None:
+def test_cloud_section_key_is_encrypted_and_masked(
+    alice: User, pipeline, fake_lalalai: FakeLalalai
+) -> None:
     key = "lalal-secret-key-9876"
+    fake_lalalai.set_minutes(12.0, key=key)  # a key LALAL.AI accepts
     response = alice.client.post("/settings/cloud", data={
         "csrf_token": alice.csrf, "engine": "lalalai", "lalalai_api_key": key,
         "lalalai_preview": "1"}, follow_redirects=False)
@@ -185,3 +188,37 @@ def test_cancel_counts_the_tasks_it_cancelled_at_the_provider(
     assert answer.json() == {"cancelled": 1, "job_ids": [job_id], "provider_tasks_cancelled": 1}
     assert fake_lalalai.tasks[task_id].status == "cancelled"
     fake_lalalai.release()
+
+
+def test_saving_a_key_tests_it_and_says_the_result_first(
+    alice: User, fake_lalalai: FakeLalalai, pipeline
+) -> None:
+    """Issue 15, defect 6: an invalid key was "saved" with a green banner."""
+    fake_lalalai.unknown_key_answer = (400, {"detail": "License key is invalid."})
+    refused = alice.client.post("/settings/cloud", data={
+        "csrf_token": alice.csrf, "engine": "lalalai", "lalalai_api_key": "bad-key-1111"})
+    assert refused.status_code == 422
+    page = refused.text
+    assert "settings saved" not in page and "alert-ok" not in page
+    error_at = page.index('class="alert alert-error"')
+    assert error_at < page.index('id="demucs"'), "the result must be the page's first line"
+    assert "LALAL.AI refused this key, so nothing was saved" in page
+    assert alice.client.get("/api/settings").json()["lalalai_key_set"] is False
+    assert alice.client.get("/api/settings").json()["engine"] == "local"
+
+    fake_lalalai.set_minutes(42.5)
+    saved = alice.client.post("/settings/cloud", data={
+        "csrf_token": alice.csrf, "engine": "lalalai", "lalalai_api_key": fake_lalalai.key})
+    assert saved.status_code == 200  # followed the redirect
+    assert "Cloud separation settings saved. The key works: 42.5 minutes left." in saved.text
+    assert alice.client.get("/api/settings").json()["lalalai_key_set"] is True
+
+
+def test_a_key_that_cannot_be_checked_is_saved_with_a_warning(
+    alice: User, fake_lalalai: FakeLalalai
+) -> None:
+    fake_lalalai.fail_next("minutes_left", 10)  # LALAL.AI is down (HTTP 503)
+    saved = alice.client.post("/settings/cloud", data={
+        "csrf_token": alice.csrf, "engine": "local", "lalalai_api_key": fake_lalalai.key})
+    assert "alert-info" in saved.text and "could not be checked now" in saved.text
+    assert alice.client.get("/api/settings").json()["lalalai_key_set"] is True

@@ -384,6 +384,9 @@
     const quotaBox = document.querySelector("[data-quota]");
     const showQuota = (q) => {
       if (!quotaBox) return;
+      // Fresh minutes replace whatever error the page showed before.
+      const quotaNote = quotaBox.querySelector("[data-quota-note]");
+      if (quotaNote) quotaNote.textContent = "";
       quotaBox.querySelector("[data-remaining]").textContent = q.remaining_minutes.toFixed(1);
       quotaBox.querySelector("[data-used]").textContent = q.used_minutes.toFixed(1);
       quotaBox.querySelector("[data-total]").textContent = q.quota_minutes.toFixed(1);
@@ -410,6 +413,8 @@
           const result = await api("POST", testBtn.dataset.url, { key: input && input.value ? input.value : null });
           note(out, `Key works: ${result.remaining_minutes.toFixed(1)} minutes left.`, true);
           showQuota(result);
+          // A refused save's banner is about an older key: it no longer applies.
+          document.querySelectorAll("[data-key-error]").forEach((el) => { el.hidden = true; });
         } catch (error) {
           note(out, error.message, false);
         } finally {
