@@ -22,13 +22,11 @@ import socket
 import ssl
 import threading
 import time
-import unicodedata
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -47,6 +45,7 @@ from soundforge.errors import (
     QuotaError,
     SoundForgeError,
 )
+from soundforge.filenames import content_disposition
 
 log = logging.getLogger(__name__)
 
@@ -180,34 +179,6 @@ class _LicenseKeyAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return "<LALAL.AI license key auth>"
-
-
-def ascii_fallback(filename: str) -> str:
-    """An ASCII stand-in for clients that ignore ``filename*``: accents dropped
-    (é → e), anything else that is not printable ASCII replaced."""
-    out = []
-    for char in unicodedata.normalize("NFKD", filename):
-        if unicodedata.combining(char):
-            continue
-        if char.isspace():
-            out.append(" ")
-        elif 32 <= ord(char) < 127 and char not in '"\\':
-            out.append(char)
-        else:
-            out.append("_")
-    return "".join(out).strip() or "audio"
-
-
-def content_disposition(filename: str) -> str:
-    """``attachment; filename=…`` per RFC 6266: a quoted ASCII ``filename`` and,
-    when the name is not plain ASCII, ``filename*=UTF-8''…`` (RFC 8187) with the
-    real name, which takes precedence for any client that understands it."""
-    name = filename.replace("\r", " ").replace("\n", " ") or "audio"
-    fallback = ascii_fallback(name)
-    header = f'attachment; filename="{fallback}"'
-    if fallback != name:
-        header += f"; filename*=UTF-8''{quote(name, safe='')}"
-    return header
 
 
 class LalalaiClient:

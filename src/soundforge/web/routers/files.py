@@ -11,7 +11,6 @@ directory, so ``../`` (plain or percent-encoded) has nothing to climb.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -19,6 +18,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy import select
 
 from soundforge.db import ProcessingJob, Stem, Track
+from soundforge.filenames import content_disposition, safe_filename
 from soundforge.web.access import owned_job, owned_stem, owned_track, resolve_upload
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import NotFound
@@ -31,12 +31,6 @@ MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
 
 def uploads_dir(request: Request) -> Path:
     return Path(request.app.state.settings.data_dir) / "uploads"
-
-
-def safe_filename(text: str, fallback: str = "track") -> str:
-    """A name that is safe in a download header and in any file system."""
-    cleaned = re.sub(r"[^\w\-. ()&,'+]+", "_", text, flags=re.UNICODE).strip(" ._")
-    return cleaned[:120] or fallback
 
 
 def stem_download_name(track: Track, stem: Stem) -> str:
@@ -83,7 +77,7 @@ def export_stem(request: Request, session: DbSession, user: ApiUser, stem_id: in
         path,
         media_type=MEDIA_TYPES.get(stem.format, "application/octet-stream"),
         # Both forms: a plain name for old clients, the UTF-8 one for the rest.
-        headers={"Content-Disposition": _attachment(stem_download_name(track, stem))},
+        headers={"Content-Disposition": content_disposition(stem_download_name(track, stem))},
     )
 
 
@@ -135,12 +129,6 @@ def export_track_stems(
     return StreamingResponse(
         stream_zip(entries),
         media_type="application/zip",
-        headers={"Content-Disposition": _attachment(name)},
+        headers={"Content-Disposition": content_disposition(name)},
     )
 
-
-def _attachment(name: str) -> str:
-    from urllib.parse import quote
-
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
