@@ -12,9 +12,9 @@ from pydantic import SecretStr
 
 from soundforge.engines.base import SeparationOptions
 from soundforge.engines.lalalai.client import LalalaiClient
-from soundforge.filenames import ascii_fallback, content_disposition
 from soundforge.engines.lalalai.errors import ProviderTaskError
 from soundforge.errors import AuthError
+from soundforge.filenames import ascii_fallback, content_disposition
 from tests.support.fake_lalalai import FakeLalalai, parse_content_disposition
 
 
