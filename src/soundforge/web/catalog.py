@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from soundforge.engines.base import OUTPUT_FORMATS
+from soundforge.engines.base import OUTPUT_FORMATS, WAV_DEPTHS
+from soundforge.engines.lalalai.engine import EXTRACTION_LEVELS, SPLITTERS
 from soundforge.engines.local.catalog import DEFAULT_MODEL, MODELS
 from soundforge.engines.local.device import DEVICES
-from soundforge.stems import LALALAI_STEMS
+from soundforge.stems import DEMUCS_STEMS, LALALAI_STEMS
 
 ENGINE_LABELS = {"local": "Local Demucs", "lalalai": "LALAL.AI cloud"}
 DEVICE_LABELS = {
@@ -67,6 +68,16 @@ def comparison_rows() -> list[ComparisonRow]:
     return rows
 
 
+def all_stems() -> list[str]:
+    """Every stem name either engine can be asked for, in the usual order."""
+    return list(dict.fromkeys([*DEMUCS_STEMS, *LALALAI_STEMS]))
+
+
+# The distinct extraction levels (the engine also accepts short aliases).
+EXTRACTION_LEVEL_NAMES: tuple[str, ...] = tuple(dict.fromkeys(EXTRACTION_LEVELS.values()))
+SPLITTER_NAMES: tuple[str, ...] = SPLITTERS
+
+
 def model_stems() -> dict[str, list[str]]:
     return {name: list(spec.stems) for name, spec in MODELS.items()}
 
@@ -77,6 +88,7 @@ __all__ = [
     "LALALAI_STEMS",
     "MODELS",
     "OUTPUT_FORMATS",
+    "WAV_DEPTHS",
     "comparison_rows",
     "model_stems",
 ]

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from soundforge.web import catalog
+
+
+def _enum(values: Any) -> WithJsonSchema:
+    """A string documented with its allowed values (an OpenAPI ``enum``).
+
+    Validation stays with the engines, so that a wrong value gets their
+    ``invalid_option`` message (which says what to use), not a schema error."""
+    return WithJsonSchema({"type": "string", "enum": list(values)})
+
+
+Engine = Annotated[str, _enum(catalog.ENGINE_LABELS)]
+Model = Annotated[str, _enum(catalog.MODELS)]
+StemName = Annotated[str, _enum(catalog.all_stems())]
+OutputFormat = Annotated[str, _enum(catalog.OUTPUT_FORMATS)]
+WavDepth = Annotated[str, _enum(catalog.WAV_DEPTHS)]
+Splitter = Annotated[str, _enum(catalog.SPLITTER_NAMES)]
+ExtractionLevel = Annotated[str, _enum(catalog.EXTRACTION_LEVEL_NAMES)]
+Device = Annotated[str, _enum(catalog.DEVICES)]
 
 
 class ErrorDetail(BaseModel):
@@ -15,6 +35,32 @@ class ErrorDetail(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorDetail
+
+
+# What each error status means in this API (its stable codes), for /docs.
+ERROR_MEANINGS: dict[int, str] = {
+    401: "unauthenticated: no session, no or bad token",
+    402: "quota_exceeded: not enough LALAL.AI minutes for this job",
+    403: "csrf_failed: a change authenticated by the session cookie without the "
+         "X-CSRF-Token header (tokens need none)",
+    404: "not_found: no such item, or not yours",
+    413: "too_large: larger than the upload limit",
+    422: "invalid_option, invalid_request or invalid_input; auth_error when the LALAL.AI "
+         "key is missing or refused",
+    500: "internal_error (logged on the server)",
+    502: "provider_error: LALAL.AI failed or cannot be reached",
+    503: "the model or the job queue is not available right now; try again",
+}
+
+
+def error_responses(*statuses: int, **special: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses (``special``: a route's own
+    wording, keyed ``s500`` …), all with the ``ErrorOut`` body."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description = special.get(f"s{status}", ERROR_MEANINGS[status])
+        out[status] = {"model": ErrorOut, "description": description}
+    return out
 
 
 class TrackOut(BaseModel):
@@ -112,14 +158,14 @@ class SeparationIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: str | None = Field(None, description="local or lalalai")
-    model: str | None = Field(None, description="Demucs model (local): htdemucs, htdemucs_ft, "
-                              "htdemucs_6s, mdx_extra")
-    stems: list[str] | None = Field(None, description="Stems to produce; default: all of the "
-                                    "model's (local)")
-    two_stems: str | None = Field(None, description="Karaoke mode: this stem and no_<stem>")
-    format: str | None = Field(None, description="wav, flac or mp3")
-    wav_depth: str | None = Field(None, description="16, 24 or float")
+    engine: Engine | None = Field(None, description="local or lalalai")
+    model: Model | None = Field(None, description="Demucs model (local)")
+    stems: list[StemName] | None = Field(None, description="Stems to produce; default: all "
+                                         "of the model's (local)")
+    two_stems: StemName | None = Field(None, description="Karaoke mode: this stem and "
+                                       "no_<stem>")
+    format: OutputFormat | None = Field(None, description="Output format of the stems")
+    wav_depth: WavDepth | None = Field(None, description="WAV sample format")
     mp3_bitrate: int | None = None
     sample_rate: int | None = None
     shifts: int | None = None
@@ -127,8 +173,10 @@ class SeparationIn(BaseModel):
     segment: float | None = None
     seed: int | None = None
     preview: bool | None = Field(None, description="LALAL.AI: separate only the first 60 s")
-    splitter: str | None = None
-    extraction_level: str | None = None
+    splitter: Splitter | None = Field(None, description="LALAL.AI: the neural network; "
+                                      "default auto")
+    extraction_level: ExtractionLevel | None = Field(None, description="LALAL.AI: "
+                                                     "deep_extraction (default) or clear_cut")
     enhanced_processing: bool | None = None
     noise_cancelling: bool | None = None
     force: bool = Field(False, description="Run again even if identical stems already exist")
@@ -147,10 +195,10 @@ class SettingsOut(BaseModel):
 class SettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    engine: str | None = None
-    demucs_model: str | None = None
-    device: str | None = None
-    output_format: str | None = None
+    engine: Engine | None = None
+    demucs_model: Model | None = None
+    device: Device | None = None
+    output_format: OutputFormat | None = None
     lalalai_preview: bool | None = None
     lalalai_api_key: str | None = Field(
         None, description="Your LALAL.AI key (stored encrypted); an empty string removes it"

@@ -7,9 +7,9 @@ Errors are ``{"error": {"code", "message"}}`` with a stable code.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -24,7 +24,6 @@ from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import WebError, error_body, status_for
 from soundforge.web.ingest import import_uploads
 from soundforge.web.schemas import (
-    ErrorOut,
     JobList,
     JobOut,
     MeOut,
@@ -37,15 +36,14 @@ from soundforge.web.schemas import (
     TrackList,
     TrackOut,
     UploadOut,
+    error_responses,
 )
 from soundforge.web.serialize import job_dict, stem_dict, track_dict
 from soundforge.web.user_settings import apply_settings_update, settings_dict
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut, "description": "No or bad token"},
-    404: {"model": ErrorOut, "description": "No such item, or not yours"},
-    422: {"model": ErrorOut, "description": "Invalid input (stable code in error.code)"},
-}
+# Every route: these. Changes (POST, PATCH, DELETE) add 403 (CSRF, see CHANGE).
+ERRORS = error_responses(401, 404, 422)
+CHANGE = error_responses(403)
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 
@@ -88,7 +86,7 @@ def api_list_tracks(
     status_code=201,
     tags=["tracks"],
     summary="Upload one or more audio files (multipart field 'files')",
-    responses={413: {"model": ErrorOut, "description": "Larger than the upload limit"}},
+    responses={**CHANGE, **error_responses(413)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -133,7 +131,7 @@ def api_get_track(session: DbSession, user: ApiUser, track_id: str) -> dict[str,
     return track_dict(owned_track(session, user, track_id))
 
 
-@router.delete("/tracks/{track_id}", status_code=204, tags=["tracks"],
+@router.delete("/tracks/{track_id}", status_code=204, tags=["tracks"], responses=CHANGE,
                summary="Delete a track with all its separations and stems")
 async def api_delete_track(request: Request, user: ApiUser, track_id: str) -> Response:
     await run_in_threadpool(delete_track, request.app.state.pipeline, user, track_id)
@@ -147,12 +145,14 @@ async def api_delete_track(request: Request, user: ApiUser, track_id: str) -> Re
     status_code=202,
     tags=["separations"],
     summary="Start a separation (or get the identical one already running)",
-    responses={402: {"model": ErrorOut, "description": "Not enough LALAL.AI minutes"}},
+    responses={**CHANGE, **error_responses(402, 502, 503)},
 )
 async def api_create_separation(
-    request: Request, user: ApiUser, track_id: str, body: SeparationIn | None = None
+    request: Request, user: ApiUser, track_id: str,
+    # Optional, yet declared as the model itself: "SeparationIn | None" showed
+    # /docs an empty body. Without a body every option comes from the settings.
+    body: Annotated[SeparationIn, Body(default_factory=SeparationIn)],
 ) -> Response:
-    body = body or SeparationIn()
     options = body.model_dump(exclude_none=True, exclude={"force"})
     job = await run_in_threadpool(
         create_separation_job, request.app.state.pipeline, user, track_id, options,
@@ -210,7 +210,7 @@ def api_job_events(
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, tags=["separations"],
-             summary="Cancel a queued or running separation")
+             responses=CHANGE, summary="Cancel a queued or running separation")
 async def api_cancel(request: Request, user: ApiUser, job_id: str) -> dict[str, Any]:
     job = await run_in_threadpool(cancel_job, request.app.state.pipeline, user, job_id)
     return job_dict(job)
@@ -224,6 +224,8 @@ def api_job_stems(session: DbSession, user: ApiUser, job_id: str) -> dict[str, A
 
 
 @router.get("/stems/{stem_id}/peaks", response_model=PeaksOut, tags=["separations"],
+            responses=error_responses(500, s500="stem_damaged: the stored stem cannot be "
+                                      "read; run the separation again"),
             summary="A stem's waveform: min/max of its mono mix in 1600 slices")
 def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
                    stem_id: int) -> dict[str, Any]:
@@ -246,7 +248,7 @@ def api_settings(session: DbSession, user: ApiUser) -> dict[str, Any]:
     return settings_dict(get_user_settings(session, user))
 
 
-@router.patch("/settings", response_model=SettingsOut, tags=["settings"],
+@router.patch("/settings", response_model=SettingsOut, tags=["settings"], responses=CHANGE,
               summary="Change some of your separation defaults")
 def api_update_settings(
     request: Request, session: DbSession, user: ApiUser, body: SettingsIn

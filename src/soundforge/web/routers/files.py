@@ -22,9 +22,10 @@ from soundforge.filenames import content_disposition, safe_filename
 from soundforge.web.access import owned_job, owned_stem, owned_track, resolve_upload
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import NotFound
+from soundforge.web.schemas import error_responses
 from soundforge.web.zipstream import stream_zip
 
-router = APIRouter(tags=["files"])
+router = APIRouter(tags=["files"], responses=error_responses(401, 404, 422))
 
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
 
@@ -41,7 +42,6 @@ def stem_download_name(track: Track, stem: Stem) -> str:
     "/files/stems/{job_id}/{file}",
     summary="A stem file of one of your separations (for playback)",
     response_class=FileResponse,
-    responses={404: {"description": "No such stem, or not yours"}},
 )
 def stem_file(
     request: Request, session: DbSession, user: ApiUser, job_id: str, file: str
@@ -65,7 +65,6 @@ def stem_file(
     "/export/stem/{stem_id}",
     summary="Download one stem",
     response_class=FileResponse,
-    responses={404: {"description": "No such stem, or not yours"}},
 )
 def export_stem(request: Request, session: DbSession, user: ApiUser, stem_id: int) -> Response:
     stem = owned_stem(session, user, stem_id)
@@ -115,7 +114,7 @@ def zip_entries(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/zip": {}}},
-        404: {"description": "No such track, not yours, or no stems yet"},
+        **error_responses(404, s404="not_found: no such track, not yours, or no stems yet"),
     },
 )
 def export_track_stems(

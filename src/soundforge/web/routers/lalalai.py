@@ -9,9 +9,9 @@ for the key the user's separations use (their own, else the installation's).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -24,8 +24,8 @@ from soundforge.jobs.service import cancel_job, cancel_user_jobs
 from soundforge.web.access import owned_job
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import NotFound
-from soundforge.web.routers.api import ERRORS
-from soundforge.web.schemas import CancelIn, CancelOut, ErrorOut, QuotaOut, TestKeyIn
+from soundforge.web.routers.api import CHANGE, ERRORS
+from soundforge.web.schemas import CancelIn, CancelOut, QuotaOut, TestKeyIn, error_responses
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _key_for(request: Request, session: DbSession, user: User) -> str:
 
 
 @router.get("/quota", response_model=QuotaOut, summary="LALAL.AI minutes: quota, used, left",
-            responses={502: {"model": ErrorOut, "description": "LALAL.AI failed"}})
+            responses=error_responses(502))
 async def quota(request: Request, session: DbSession, user: ApiUser) -> dict[str, float]:
     key = _key_for(request, session, user)
     return await run_in_threadpool(get_quota, request.app.state.settings, key)
@@ -53,11 +53,13 @@ async def quota(request: Request, session: DbSession, user: ApiUser) -> dict[str
 
 @router.post("/test-key", response_model=QuotaOut, summary="Check a LALAL.AI key works",
              description="Asks LALAL.AI for the minutes left with the given key (or your "
-             "saved one); answers the quota, or an auth_error.")
+             "saved one); answers the quota, or an auth_error.",
+             responses={**CHANGE, **error_responses(502)})
 async def test_key(
-    request: Request, session: DbSession, user: ApiUser, body: TestKeyIn | None = None
+    request: Request, session: DbSession, user: ApiUser,
+    body: Annotated[TestKeyIn, Body(default_factory=TestKeyIn)],
 ) -> dict[str, float]:
-    key = (body.key or "").strip() if body else ""
+    key = (body.key or "").strip()
     if not key:
         key = get_lalalai_key(request.app.state.settings, get_user_settings(session, user)) or ""
     if not key:
@@ -69,11 +71,13 @@ async def test_key(
 
 @router.post("/cancel", response_model=CancelOut, summary="Cancel the active LALAL.AI task",
              description="Cancels the LALAL.AI task of `job_id`, or of your most recent "
-             "queued or running LALAL.AI job when none is given.")
+             "queued or running LALAL.AI job when none is given.",
+             responses=CHANGE)
 async def cancel(
-    request: Request, session: DbSession, user: ApiUser, body: CancelIn | None = None
+    request: Request, session: DbSession, user: ApiUser,
+    body: Annotated[CancelIn, Body(default_factory=CancelIn)],
 ) -> dict[str, Any]:
-    job_id = body.job_id if body else None
+    job_id = body.job_id
     if job_id is None:
         job_id = request.query_params.get("job_id")
     job: ProcessingJob | None
@@ -117,7 +121,7 @@ async def cancel(
     return {"cancelled": 1, "job_ids": [target], "provider_tasks_cancelled": provider}
 
 
-@router.post("/cancel-all", response_model=CancelOut,
+@router.post("/cancel-all", response_model=CancelOut, responses=CHANGE,
              summary="Cancel all of your pending LALAL.AI work")
 async def cancel_all(request: Request, session: DbSession, user: ApiUser) -> dict[str, Any]:
     settings = request.app.state.settings
