@@ -126,8 +126,13 @@ def test_a_lalalai_job_shows_the_providers_task_ids(alice: User, pipeline, wav: 
         "task-a1", "task-b2"]
     assert alice.client.get(f"/api/jobs/{local}").json()["provider_task_ids"] == []
     page = alice.client.get(f"/tracks/{track}").text
-    assert "LALAL.AI tasks: task-a1, task-b2" in page
     assert page.count("data-provider-tasks") == 1
+    # In the card's details line, not its header (issue 15: the player).
+    card = page.split(f'data-job-card="{paid}"', 1)[1].split("</section>", 1)[0]
+    head, rest = card.split("data-job-details", 1)
+    assert "task-a1" not in head
+    details = rest.split("</p>", 1)[0]
+    assert "LALAL.AI tasks" in details and "task-a1, task-b2" in details
 
 
 def _stem_id(alice: User, job_id: str, name: str) -> int:

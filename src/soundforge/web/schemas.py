@@ -121,6 +121,14 @@ class PeaksOut(BaseModel):
     maxs: list[float] = Field(description="highest sample of each slice (≥ 0)")
 
 
+class TrackPeaksOut(BaseModel):
+    track_id: str
+    version: int
+    duration: float = Field(description="seconds, as decoded")
+    mins: list[float]
+    maxs: list[float]
+
+
 class JobOut(BaseModel):
     id: str
     track_id: str
@@ -215,6 +223,21 @@ class TestKeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: str | None = Field(None, description="A key to test; default: your saved key")
+
+
+class EstimateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    track_id: str
+    stems: list[StemName] | None = Field(None, description="default: vocals")
+    two_stems: StemName | None = None
+    preview: bool = Field(False, description="Only the first 60 s")
+
+
+class EstimateOut(BaseModel):
+    minutes: float = Field(description="What LALAL.AI will charge: seconds × stems / 60")
+    seconds: int = Field(description="Billable seconds (whole, rounded up)")
+    stems: int = Field(description="Stems LALAL.AI charges for")
 
 
 class CancelIn(BaseModel):

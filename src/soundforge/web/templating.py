@@ -12,6 +12,7 @@ import jinja2
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
+from soundforge.web.player_view import player_view
 from soundforge.web.security import csrf_token
 
 PACKAGE_DIR = Path(__file__).parent
@@ -93,6 +94,7 @@ def create_templates() -> Jinja2Templates:
     env.filters["filesize"] = format_size
     env.filters["when"] = format_when
     env.filters["stem_label"] = stem_label
+    env.globals["player_view"] = player_view
     # The icon macros are needed in every template and include.
     icons = env.get_template("_icons.html").module
     env.globals["icon"] = icons.icon  # type: ignore[attr-defined]

@@ -638,6 +638,19 @@ def cancel_all(
         return engine.cancel_all()
 
 
+def estimate(
+    settings: Settings | None, options: SeparationOptions, duration: float
+) -> dict[str, Any]:
+    """``{"minutes", "seconds", "stems"}`` a separation of a ``duration``-second
+    track would cost; no key needed, nothing sent (the web form's estimate)."""
+    engine = LalalaiEngine(settings)
+    options = engine.validate(options)
+    seconds = min(duration, engine.preview_seconds) if options.preview else duration
+    stems = total_stems(plan_tasks(options.stems, options.two_stems))
+    return {"minutes": round(minutes_for(seconds, stems), 2),
+            "seconds": billable_seconds(seconds), "stems": stems}
+
+
 def cancel_tasks(
     settings: Settings | None, api_key: str | SecretStr | None, task_ids: Sequence[str]
 ) -> dict[str, CancelOutcome]:

@@ -17,6 +17,7 @@ from soundforge.db.accounts import get_user_settings
 from soundforge.errors import InputAudioError
 from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
 from soundforge.library.peaks import stem_peaks
+from soundforge.library.separations import delete_separation
 from soundforge.library.tracks import delete_track, list_tracks
 from soundforge.web import catalog
 from soundforge.web.access import owned_job, owned_stem, owned_track, resolve_upload
@@ -35,6 +36,7 @@ from soundforge.web.schemas import (
     StemList,
     TrackList,
     TrackOut,
+    TrackPeaksOut,
     UploadOut,
     error_responses,
 )
@@ -239,6 +241,29 @@ def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
         raise WebError(500, "stem_damaged", f"The stored {stem.stem_type} stem cannot be "
                        "read; run the separation again.") from None
     return {"stem_id": stem.id, **peaks}
+
+
+@router.get("/tracks/{track_id}/peaks", response_model=TrackPeaksOut, tags=["tracks"],
+            responses=error_responses(500, s500="track_damaged: the stored audio cannot "
+                                      "be read"),
+            summary="The original track's waveform (the player's original mix)")
+def api_track_peaks(request: Request, session: DbSession, user: ApiUser,
+                    track_id: str) -> dict[str, Any]:
+    track = owned_track(session, user, track_id)
+    path = resolve_upload(request.app.state.settings.uploads_dir, track.file_path)
+    try:
+        peaks = stem_peaks(path)
+    except InputAudioError:
+        raise WebError(500, "track_damaged", "The stored audio of this track cannot be "
+                       "read; delete the track and upload it again.") from None
+    return {"track_id": track.id, **peaks}
+
+
+@router.delete("/jobs/{job_id}", status_code=204, tags=["separations"], responses=CHANGE,
+               summary="Delete one separation with its stems and files (stops it if running)")
+async def api_delete_job(request: Request, user: ApiUser, job_id: str) -> Response:
+    await run_in_threadpool(delete_separation, request.app.state.pipeline, user, job_id)
+    return Response(status_code=204)
 
 
 # --- settings -----------------------------------------------------------------------

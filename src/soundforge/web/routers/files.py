@@ -11,6 +11,7 @@ directory, so ``../`` (plain or percent-encoded) has nothing to climb.
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -62,6 +63,19 @@ def stem_file(
 
 
 @router.get(
+    "/files/tracks/{track_id}/audio",
+    summary="The original audio of one of your tracks (the player's original mix)",
+    response_class=FileResponse,
+)
+def track_audio(request: Request, session: DbSession, user: ApiUser, track_id: str) -> Response:
+    track = owned_track(session, user, track_id)
+    path = resolve_upload(uploads_dir(request), track.file_path)
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type,
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get(
     "/export/stem/{stem_id}",
     summary="Download one stem",
     response_class=FileResponse,
@@ -81,21 +95,21 @@ def export_stem(request: Request, session: DbSession, user: ApiUser, stem_id: in
 
 
 def zip_entries(
-    session: DbSession, track: Track, uploads: Path
+    session: DbSession, track: Track, uploads: Path, jobs: list[ProcessingJob] | None = None
 ) -> list[tuple[str, Path]]:
-    """``{title}/{engine}-{model}-{date}/{stem}.{ext}`` for every completed job's stems."""
-    jobs = session.scalars(
-        select(ProcessingJob)
-        .where(ProcessingJob.track_id == track.id, ProcessingJob.status == "completed")
-        .order_by(ProcessingJob.created_at)
-    ).all()
+    """``{title}/{engine}-{model}-{date}/{stem}.{ext}`` for the stems of ``jobs``
+    (default: every completed job of the track)."""
+    if jobs is None:
+        jobs = list(session.scalars(
+            select(ProcessingJob)
+            .where(ProcessingJob.track_id == track.id, ProcessingJob.status == "completed")
+            .order_by(ProcessingJob.created_at)
+        ).all())
     base = safe_filename(track.title)
     entries: list[tuple[str, Path]] = []
     used: set[str] = set()
     for job in jobs:
-        folder = f"{job.engine}-{safe_filename(job.model, 'model')}-" + job.created_at.strftime(
-            "%Y%m%d-%H%M%S"
-        )
+        folder = separation_folder(job)
         while folder in used:
             folder += "-2"
         used.add(folder)
@@ -106,6 +120,39 @@ def zip_entries(
                 continue  # a file removed behind our back: export what is there
             entries.append((f"{base}/{folder}/{Path(stem.file_path).name}", path))
     return entries
+
+
+def separation_folder(job: ProcessingJob) -> str:
+    return f"{job.engine}-{safe_filename(job.model, 'model')}-" + job.created_at.strftime(
+        "%Y%m%d-%H%M%S")
+
+
+def _zip_response(entries: list[tuple[str, Path]], name: str) -> Response:
+    return StreamingResponse(
+        stream_zip(entries),
+        media_type="application/zip",
+        headers={"Content-Disposition": content_disposition(name)},
+    )
+
+
+@router.get(
+    "/export/jobs/{job_id}",
+    summary="Download the stems of one separation as a ZIP (streamed)",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/zip": {}}},
+        **error_responses(404, s404="not_found: no such separation, not yours, or "
+                          "not finished"),
+    },
+)
+def export_job_stems(request: Request, session: DbSession, user: ApiUser, job_id: str) -> Response:
+    job = owned_job(session, user, job_id)
+    track = session.get(Track, job.track_id)
+    entries = zip_entries(session, track, uploads_dir(request), [job]) if (
+        track is not None and job.status == "completed") else []
+    if track is None or not entries:
+        raise NotFound("finished separation")
+    return _zip_response(entries, f"{safe_filename(track.title)} - {separation_folder(job)}.zip")
 
 
 @router.get(
@@ -124,10 +171,5 @@ def export_track_stems(
     entries = zip_entries(session, track, uploads_dir(request))
     if not entries:
         raise NotFound("set of stems")
-    name = f"{safe_filename(track.title)} - stems.zip"
-    return StreamingResponse(
-        stream_zip(entries),
-        media_type="application/zip",
-        headers={"Content-Disposition": content_disposition(name)},
-    )
+    return _zip_response(entries, f"{safe_filename(track.title)} - stems.zip")
 

@@ -17,15 +17,25 @@ from starlette.concurrency import run_in_threadpool
 
 from soundforge.db import ProcessingJob, User
 from soundforge.db.accounts import get_lalalai_key, get_user_settings
+from soundforge.engines.base import SeparationOptions
+from soundforge.engines.lalalai.engine import estimate as lalalai_estimate
 from soundforge.engines.lalalai.quota import get_quota
 from soundforge.errors import AuthError, InvalidOptionError, SoundForgeError
 from soundforge.jobs.engines import lalalai_key_for
 from soundforge.jobs.service import cancel_job, cancel_user_jobs
-from soundforge.web.access import owned_job
+from soundforge.web.access import owned_job, owned_track
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import NotFound
 from soundforge.web.routers.api import CHANGE, ERRORS
-from soundforge.web.schemas import CancelIn, CancelOut, QuotaOut, TestKeyIn, error_responses
+from soundforge.web.schemas import (
+    CancelIn,
+    CancelOut,
+    EstimateIn,
+    EstimateOut,
+    QuotaOut,
+    TestKeyIn,
+    error_responses,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +77,21 @@ async def test_key(
     if len(key) > 200:
         raise InvalidOptionError("That is not a LALAL.AI key (too long).")
     return await run_in_threadpool(get_quota, request.app.state.settings, key)
+
+
+@router.post("/estimate", response_model=EstimateOut, responses=CHANGE,
+             summary="What a LALAL.AI separation of a track would cost, in minutes",
+             description="The provider charges the track's duration (60 s at most for a "
+             "preview) × the stems it extracts. Asks nothing of LALAL.AI; compare with "
+             "`remaining_minutes` of `GET /api/lalalai/quota`.")
+def estimate(request: Request, session: DbSession, user: ApiUser,
+             body: EstimateIn) -> dict[str, Any]:
+    track = owned_track(session, user, body.track_id)
+    options = SeparationOptions(
+        stems=tuple(body.stems) if body.stems else ("vocals",),
+        two_stems=body.two_stems, preview=body.preview,
+    )
+    return lalalai_estimate(request.app.state.settings, options, track.duration)
 
 
 @router.post("/cancel", response_model=CancelOut, summary="Cancel the active LALAL.AI task",
