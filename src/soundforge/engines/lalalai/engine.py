@@ -269,10 +269,14 @@ class LalalaiEngine:
         destination: Path | None = None,
         *,
         on_tasks: TasksCallback | None = None,
+        upload_name: str | None = None,
     ) -> dict[str, Path]:
         """``Engine.separate``; ``on_tasks`` (optional, beyond the interface) is
         told the source id and task ids as soon as they exist. If it raises,
-        the separation stops and cleans up as for any other error."""
+        the separation stops and cleans up as for any other error.
+        ``upload_name``: the file's name at LALAL.AI, shown in the user's
+        dashboard there (default: the input's own name; the web app stores
+        every track as ``original.<ext>`` and passes the track's title)."""
         if destination is None:
             raise InvalidOptionError("No destination folder given for the stems.")
         options = self.validate(options)
@@ -289,12 +293,13 @@ class LalalaiEngine:
         destination = Path(destination)
 
         with staging_for(destination) as staging, _scratch_dir(destination) as scratch:
-            upload_path, upload_name, seconds = input_path, input_path.name, info.duration
+            name = upload_name or input_path.name
+            upload_path, seconds = input_path, info.duration
             if options.preview:
                 upload_path, seconds = cut_preview(
                     input_path, info, scratch, self.preview_seconds
                 )
-                upload_name = upload_path.name
+                name = f"{Path(name).stem} (preview){upload_path.suffix}"
             elif seconds <= 0:
                 seconds = _decoded_duration(input_path, info)
             needed = minutes_for(seconds, stems)
@@ -309,11 +314,11 @@ class LalalaiEngine:
             try:
                 log.info(
                     "LALAL.AI: uploading %s (%d s, %d stem(s), %s minutes)",
-                    upload_name, billable_seconds(seconds), stems, f"{needed:.2f}",
+                    name, billable_seconds(seconds), stems, f"{needed:.2f}",
                 )
                 source = client.upload(
                     upload_path,
-                    upload_name,
+                    name,
                     on_sent=lambda sent, total: progress(2 + (UPLOADED - 3) * sent / total),
                     cancel=cancel,
                 )
@@ -339,7 +344,7 @@ class LalalaiEngine:
                 watch = poller.watch(run.tasks, interval=self.poll_interval)
                 cancel.on_cancel(watch.wake)
                 self._wait_and_fetch(
-                    run, watch, staging, scratch, options, info, upload_name,
+                    run, watch, staging, scratch, options, info, name,
                     options.preview, cancel, progress,
                 )
                 # A cancel that came in during the last download still wins.
@@ -348,7 +353,7 @@ class LalalaiEngine:
             except BaseException as exc:
                 self._cancel_unfinished(client, run)
                 if isinstance(exc, CancelledError):
-                    log.info("LALAL.AI: separation of %s cancelled", upload_name)
+                    log.info("LALAL.AI: separation of %s cancelled", name)
                 raise
             finally:
                 if poller is not None and watch is not None:
