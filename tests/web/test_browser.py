@@ -62,8 +62,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _serve(base: Path, **extra_env: str) -> Iterator[str]:
-    """``soundforge serve`` on a free loopback port, with tiny models."""
+def _serve(base: Path, *args: str, **extra_env: str) -> Iterator[str]:
+    """``soundforge serve [args]`` on a free loopback port, with tiny models."""
     from tests.support.tiny_models import build_tiny_repo
 
     repo = build_tiny_repo(base / "models", names=("htdemucs",))
@@ -86,7 +86,7 @@ def _serve(base: Path, **extra_env: str) -> Iterator[str]:
     })
     log = open(base / "server.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [sys.executable, "-m", "soundforge", "serve"], env=env, stdout=log, stderr=log,
+        [sys.executable, "-m", "soundforge", "serve", *args], env=env, stdout=log, stderr=log,
         cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"

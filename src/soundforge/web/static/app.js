@@ -313,10 +313,12 @@
       if (!modelNote || !modelSelect) return;
       const option = modelSelect.selectedOptions[0];
       if (!option) return;
+      const state = option.dataset.state || "";
       modelNote.textContent = option.dataset.available === "1"
         ? "Ready on this machine."
-        : `Not on this machine yet (${option.dataset.state}): the first separation ` +
-          (option.dataset.state.includes("download") ? "downloads it." : "fails until it is added to the model repository.");
+        : state.includes("download")
+          ? `Not on this machine yet: the first separation downloads it (${state.replace("needs a ", "")}).`
+          : "Not on this machine: separations with it fail until its files are in the model repository.";
       modelNote.classList.toggle("warn", option.dataset.available !== "1");
     };
 
