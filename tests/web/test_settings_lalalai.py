@@ -202,7 +202,7 @@ def test_saving_a_key_tests_it_and_says_the_result_first(
     assert "settings saved" not in page and "alert-ok" not in page
     error_at = page.index('class="alert alert-error"')
     assert error_at < page.index('id="demucs"'), "the result must be the page's first line"
-    assert "LALAL.AI refused this key, so nothing was saved" in page
+    assert "Nothing was saved. LALAL.AI refused the license key" in page
     assert alice.client.get("/api/settings").json()["lalalai_key_set"] is False
     assert alice.client.get("/api/settings").json()["engine"] == "local"
 

@@ -99,10 +99,9 @@ def save_cloud(
         try:
             checked = _test_key(request, lalalai_api_key.strip())
         except (AuthError, InvalidOptionError) as exc:
-            refused = "LALAL.AI refused this key, so nothing was saved. " if isinstance(
-                exc, AuthError) else ""
             return render(request, "settings.html", _context(
-                session, user, error=refused + exc.message), user=user, status_code=422)
+                session, user, error=f"Nothing was saved. {exc.message}"), user=user,
+                status_code=422)
         except SoundForgeError as exc:
             # The provider is down or unreachable: keep the key, say it is unchecked.
             return _save(request, session, user, changes,
