@@ -128,3 +128,15 @@ def test_player_order_and_complement_groups(alice: User, pipeline, wav: Path) ->
         ("original", True),
     ]
     assert rows(karaoke) == [("vocals", False), ("no_vocals", False), ("original", True)]
+
+
+def test_the_card_swapped_in_live_has_the_same_actions(alice: User, two_runs) -> None:
+    """The track page replaces a finishing job's card with this fragment."""
+    track, first, _ = two_runs
+    fragment = alice.client.get(f"/tracks/{track}/jobs/{first}")
+    assert fragment.status_code == 200
+    html = fragment.text
+    assert f'href="/export/jobs/{first}"' in html and f'action="/jobs/{first}/delete"' in html
+    assert "data-job-details" in html and "data-original" in html
+    assert 'name="csrf_token" value="' in html and 'value=""' not in html.split(
+        "data-job-delete")[0].rsplit("csrf_token", 1)[1][:40]
