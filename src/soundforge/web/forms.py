@@ -10,6 +10,7 @@ from soundforge.db import ProcessingJob, User
 from soundforge.db.accounts import get_user_settings
 from soundforge.jobs.engines import lalalai_key_for
 from soundforge.web import catalog
+from soundforge.web.player_view import stem_sort_key
 from soundforge.web.serialize import job_summary
 
 _TRUE = {"1", "true", "on", "yes"}
@@ -34,8 +35,10 @@ def separate_form_context(session: Session, user: User, settings: Any) -> dict[s
         "extraction_levels": catalog.EXTRACTION_LEVEL_NAMES,
         "full_track_fields": full_track_fields,
         "models": catalog.MODELS,
-        "model_stems": catalog.model_stems(),
-        "lalalai_stems": list(catalog.LALALAI_STEMS),
+        # In the player's musical order: vocals first (the two-stem default).
+        "model_stems": {name: sorted(stems, key=stem_sort_key)
+                        for name, stems in catalog.model_stems().items()},
+        "lalalai_stems": sorted(catalog.LALALAI_STEMS, key=stem_sort_key),
         "formats": catalog.OUTPUT_FORMATS,
         "format_labels": catalog.FORMAT_LABELS,
         "engine_labels": catalog.ENGINE_LABELS,
