@@ -203,6 +203,7 @@ def test_saving_a_key_tests_it_and_says_the_result_first(
     error_at = page.index('class="alert alert-error"')
     assert error_at < page.index('id="demucs"'), "the result must be the page's first line"
     assert "Nothing was saved. LALAL.AI refused the license key" in page
+    assert 'name="engine" value="lalalai" checked' in page  # the choice is kept on the page
     assert alice.client.get("/api/settings").json()["lalalai_key_set"] is False
     assert alice.client.get("/api/settings").json()["engine"] == "local"
 

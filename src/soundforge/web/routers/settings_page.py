@@ -99,9 +99,17 @@ def save_cloud(
         try:
             checked = _test_key(request, lalalai_api_key.strip())
         except (AuthError, InvalidOptionError) as exc:
-            return render(request, "settings.html", _context(
+            # Shown as chosen (engine, preview), though nothing is stored: the
+            # user fixes the key and saves again without redoing the rest.
+            prefs = get_user_settings(session, user)
+            if engine in catalog.ENGINE_LABELS:
+                prefs.engine = engine
+            prefs.lalalai_preview = lalalai_preview is not None
+            page = render(request, "settings.html", _context(
                 session, user, error=f"Nothing was saved. {exc.message}"), user=user,
                 status_code=422)
+            session.rollback()
+            return page
         except SoundForgeError as exc:
             # The provider is down or unreachable: keep the key, say it is unchecked.
             return _save(request, session, user, changes,
