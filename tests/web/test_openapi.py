@@ -152,3 +152,24 @@ def test_file_route_errors_are_json_for_api_clients(alice: User) -> None:
     page = alice.client.get("/export/stem/999999",
                             headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+
+
+def test_no_route_documents_errors_it_cannot_answer(spec: dict[str, Any]) -> None:
+    me = _operation(spec, "get", "/api/me")["responses"]
+    assert sorted(me) == ["200", "401"]
+    models = _operation(spec, "get", "/api/models")["responses"]
+    assert "404" not in models and "422" not in models
+    # Every 422 carries our error body, never FastAPI's validation shape.
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if "422" in op["responses"]:
+                _documented(spec, method, path, 422)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+
+
+def test_a_malformed_body_answers_the_documented_shape(alice: User, wav: Path) -> None:
+    track = upload(alice.client, alice.csrf, wav)["id"]
+    response = alice.client.post(f"/api/tracks/{track}/separations", json={"shoe_size": 44},
+                                 headers=alice.headers())
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"

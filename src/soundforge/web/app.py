@@ -20,6 +20,7 @@ from soundforge.db.security import derive_key
 from soundforge.jobs.pipeline import Pipeline
 from soundforge.web.errors import install_error_handlers
 from soundforge.web.events import JobEvents
+from soundforge.web.openapi import use_error_shape
 from soundforge.web.security import LoginLimiter
 from soundforge.web.templating import STATIC_DIR, create_templates
 from soundforge.web.uploads import UploadLimitMiddleware
@@ -89,6 +90,7 @@ def create_app(
     app.state.events = JobEvents(pipeline.events)
 
     install_error_handlers(app)
+    use_error_shape(app)
     # Order: the last added runs first. Size limits are checked before the
     # session is even decoded.
     app.add_middleware(

@@ -26,7 +26,7 @@ from soundforge.web.errors import NotFound
 from soundforge.web.schemas import error_responses
 from soundforge.web.zipstream import stream_zip
 
-router = APIRouter(tags=["files"], responses=error_responses(401, 404, 422))
+router = APIRouter(tags=["files"], responses=error_responses(401, 404))
 
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
 

@@ -26,7 +26,7 @@ from soundforge.jobs.service import cancel_job, cancel_user_jobs
 from soundforge.web.access import owned_job, owned_track
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import NotFound
-from soundforge.web.routers.api import CHANGE, ERRORS
+from soundforge.web.routers.api import CHANGE, ERRORS, ONE
 from soundforge.web.schemas import (
     CancelIn,
     CancelOut,
@@ -55,7 +55,7 @@ def _key_for(request: Request, session: DbSession, user: User) -> str:
 
 
 @router.get("/quota", response_model=QuotaOut, summary="LALAL.AI minutes: quota, used, left",
-            responses=error_responses(502))
+            responses=error_responses(422, 502))
 async def quota(request: Request, session: DbSession, user: ApiUser) -> dict[str, float]:
     key = _key_for(request, session, user)
     return await run_in_threadpool(get_quota, request.app.state.settings, key)
@@ -79,7 +79,7 @@ async def test_key(
     return await run_in_threadpool(get_quota, request.app.state.settings, key)
 
 
-@router.post("/estimate", response_model=EstimateOut, responses=CHANGE,
+@router.post("/estimate", response_model=EstimateOut, responses={**CHANGE, **ONE},
              summary="What a LALAL.AI separation of a track would cost, in minutes",
              description="The provider charges the track's duration (60 s at most for a "
              "preview) × the stems it extracts. Asks nothing of LALAL.AI; compare with "
@@ -97,7 +97,7 @@ def estimate(request: Request, session: DbSession, user: ApiUser,
 @router.post("/cancel", response_model=CancelOut, summary="Cancel the active LALAL.AI task",
              description="Cancels the LALAL.AI task of `job_id`, or of your most recent "
              "queued or running LALAL.AI job when none is given.",
-             responses=CHANGE)
+             responses={**CHANGE, **ONE})
 async def cancel(
     request: Request, session: DbSession, user: ApiUser,
     body: Annotated[CancelIn, Body(default_factory=CancelIn)],
