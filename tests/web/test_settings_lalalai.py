@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from soundforge.db import UserSettings
@@ -153,6 +154,46 @@ def test_a_key_refused_with_http_400_is_an_auth_error_everywhere(
                                    json={"engine": "lalalai"}, headers=headers)
     assert separation.status_code == 422 and separation.json()["error"]["code"] == "auth_error"
     assert alice.client.get(f"/api/tracks/{track}/jobs").json()["jobs"] == []
+
+
+def _running_job_with_a_task(client: User, pipeline, fake: FakeLalalai, key: str,
+                             wav: Path) -> tuple[str, str]:
+    """A LALAL.AI job as its worker leaves it mid-run: the file uploaded, one
+    task in progress at the provider, its id recorded on the running job."""
+    from pydantic import SecretStr
+
+    from soundforge.db import ProcessingJob
+    from soundforge.engines.lalalai.client import LalalaiClient
+
+    track = upload(client.client, client.csrf, wav)["id"]
+    job_id = client.client.post(f"/api/tracks/{track}/separations",
+                                json={"engine": "lalalai", "stems": ["vocals"]},
+                                headers=client.headers()).json()["id"]
+    fake.hold()
+    with LalalaiClient(fake.url, SecretStr(key)) as lalalai:
+        source_id = lalalai.upload(wav).id
+        task_id = lalalai.split_stem_separator(source_id, {"stem": "vocals"})
+    with pipeline.db.transaction() as session:
+        job = session.get(ProcessingJob, job_id)
+        job.status = "running"
+        job.provider_task_ids = [task_id]
+        job.provider_source_id = source_id
+    return job_id, task_id
+
+
+def test_cancel_all_with_the_shared_key_stops_only_this_users_tasks(
+    alice: User, bob: User, pipeline, fake_lalalai: FakeLalalai, wav: Path
+) -> None:
+    pipeline.settings.system_lalalai_activation_key = SecretStr(  # type: ignore[misc]
+        fake_lalalai.key)
+    mine, my_task = _running_job_with_a_task(alice, pipeline, fake_lalalai, fake_lalalai.key,
+                                             wav)
+    _, bobs_task = _running_job_with_a_task(bob, pipeline, fake_lalalai, fake_lalalai.key, wav)
+    answer = alice.client.post("/api/lalalai/cancel-all", headers=alice.headers()).json()
+    assert answer == {"cancelled": 1, "job_ids": [mine], "provider_tasks_cancelled": 1}
+    assert fake_lalalai.tasks[my_task].status == "cancelled"
+    assert fake_lalalai.tasks[bobs_task].status == "progress"
+    fake_lalalai.release()
 
 
 def test_cancel_counts_the_tasks_it_cancelled_at_the_provider(

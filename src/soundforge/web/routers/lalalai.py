@@ -133,29 +133,44 @@ async def cancel(
     # for the user's cancel; then stop the tasks at LALAL.AI from here, so the
     # answer can say what the provider did (the worker would only do it later).
     await run_in_threadpool(cancel_job, request.app.state.pipeline, user, target)
-    provider = 0
-    if task_ids and key:
-        from soundforge.engines.lalalai.engine import cancel_tasks
-
-        try:
-            outcomes = await run_in_threadpool(cancel_tasks, settings, key, task_ids)
-            provider = sum(1 for outcome in outcomes.values() if outcome.ok)
-        except SoundForgeError as exc:
-            # The job is cancelled either way; its worker retries the provider.
-            log.warning("LALAL.AI cancel of job %s failed: %s", target, exc.message)
+    provider = await _cancel_tasks(settings, key, task_ids)
     return {"cancelled": 1, "job_ids": [target], "provider_tasks_cancelled": provider}
+
+
+async def _cancel_tasks(settings: Any, key: str | None, task_ids: list[str]) -> int:
+    """Stop these tasks at LALAL.AI now; how many the provider stopped. The
+    jobs are cancelled either way: their workers try the provider again."""
+    if not task_ids or not key:
+        return 0
+    from soundforge.engines.lalalai.engine import cancel_tasks
+
+    try:
+        outcomes = await run_in_threadpool(cancel_tasks, settings, key, task_ids)
+    except SoundForgeError as exc:
+        log.warning("LALAL.AI cancel of tasks %s failed: %s", task_ids, exc.message)
+        return 0
+    return sum(1 for outcome in outcomes.values() if outcome.ok)
 
 
 @router.post("/cancel-all", response_model=CancelOut, responses=CHANGE,
              summary="Cancel all of your pending LALAL.AI work")
 async def cancel_all(request: Request, session: DbSession, user: ApiUser) -> dict[str, Any]:
     settings = request.app.state.settings
-    own_key = get_lalalai_key(settings, get_user_settings(session, user))
+    prefs = get_user_settings(session, user)
+    own_key = get_lalalai_key(settings, prefs)
+    # This user's own tasks, as recorded on their running jobs.
+    task_ids = [str(task_id) for job in session.scalars(
+        select(ProcessingJob).where(
+            ProcessingJob.user_id == user.id, ProcessingJob.engine == "lalalai",
+            ProcessingJob.status == "running")) for task_id in job.provider_task_ids or []]
+    shared_key = None if own_key else lalalai_key_for(settings, prefs)
     session.close()
     ids = await run_in_threadpool(
         cancel_user_jobs, request.app.state.pipeline, user, "lalalai"
     )
-    provider = 0
+    # With the installation's shared key: only the tasks recorded on this
+    # user's jobs (the key also carries other users' tasks).
+    provider = await _cancel_tasks(settings, shared_key, task_ids)
     if own_key:
         # Only with the user's own key: the installation's shared key carries
         # other users' tasks, which are not this user's to cancel.
