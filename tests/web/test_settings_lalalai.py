@@ -201,29 +201,11 @@ def test_cancel_counts_the_tasks_it_cancelled_at_the_provider(
 ) -> None:
     """A running job's task is cancelled at LALAL.AI by the request itself, and
     the answer says so (issue 15, defect 9: it said 0)."""
-    from pydantic import SecretStr
-
-    from soundforge.db import ProcessingJob
-    from soundforge.engines.lalalai.client import LalalaiClient
-
     headers = alice.headers()
     alice.client.patch("/api/settings", json={"lalalai_api_key": fake_lalalai.key},
                        headers=headers)
-    track = upload(alice.client, alice.csrf, wav)["id"]
-    job_id = alice.client.post(f"/api/tracks/{track}/separations",
-                               json={"engine": "lalalai", "stems": ["vocals"]},
-                               headers=headers).json()["id"]
-    # The worker's side, as it stands mid-run: the file uploaded, one task in
-    # progress at the provider, its id recorded on the running job.
-    fake_lalalai.hold()
-    with LalalaiClient(fake_lalalai.url, SecretStr(fake_lalalai.key)) as client:
-        source_id = client.upload(wav).id
-        task_id = client.split_stem_separator(source_id, {"stem": "vocals"})
-    with pipeline.db.transaction() as session:
-        job = session.get(ProcessingJob, job_id)
-        job.status = "running"
-        job.provider_task_ids = [task_id]
-        job.provider_source_id = source_id
+    job_id, task_id = _running_job_with_a_task(alice, pipeline, fake_lalalai,
+                                               fake_lalalai.key, wav)
     answer = alice.client.post("/api/lalalai/cancel", json={"job_id": job_id}, headers=headers)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"cancelled": 1, "job_ids": [job_id], "provider_tasks_cancelled": 1}
