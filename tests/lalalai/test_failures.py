@@ -93,6 +93,43 @@ def test_wrong_key(
     assert fake.calls["upload"] == 0  # refused at the minutes check
 
 
+# Every documented way the provider refuses a key: the live API answers a
+# wrong key with 400 "License key is invalid." before any task exists; a
+# missing or unknown key with 401/403. All of them are the user's key to fix.
+REFUSED_KEY_ANSWERS = [
+    (400, {"detail": "License key is invalid."}),
+    (400, {"detail": "Refused.", "code": "license_expired"}),
+    (401, {"detail": "Unauthorized"}),
+    (403, {"detail": "Invalid license key"}),
+]
+
+
+@pytest.mark.parametrize(("status", "body"), REFUSED_KEY_ANSWERS)
+def test_every_key_refusal_is_an_auth_error(
+    make_engine, fake: FakeLalalai, song: Path, tmp_path: Path, status: int, body: dict
+) -> None:
+    fake.unknown_key_answer = (status, body)
+    engine = make_engine(api_key="not-a-real-key-123")
+    with pytest.raises(AuthError) as separating:
+        separate(engine, song, tmp_path / "out", stems=("bass",))
+    with pytest.raises(AuthError) as quota:
+        engine.quota()
+    for caught in (separating, quota):
+        message = str(caught.value)
+        assert f"refused the license key (HTTP {status}" in message
+        assert "Settings → Cloud Separation" in message
+        assert "not-a-real-key-123" not in message
+    assert fake.calls["upload"] == 0
+
+
+def test_a_license_code_with_its_own_meaning_stays_what_it_is(fake: FakeLalalai) -> None:
+    # exceeded_duration is a license code too, but it means "no minutes left".
+    fake.unknown_key_answer = (400, {"detail": "Not enough minutes left on the license.",
+                                     "code": "exceeded_duration"})
+    with pytest.raises(QuotaError):
+        LalalaiClient(fake.url, _secret("some-other-key"), retry=FAST_RETRY).minutes_left()
+
+
 def test_a_provider_that_echoes_the_key_does_not_leak_it(fake: FakeLalalai) -> None:
     fake.echo_key_in_errors = True
     with LalalaiClient(fake.url, _secret(fake.key), retry=FAST_RETRY) as client:

@@ -58,6 +58,23 @@ def test_lalalai_job_completes_with_the_users_key(
         assert (pipeline.stems_dir / job.id / f"{stem}.wav").is_file()
 
 
+def test_the_upload_is_named_after_the_track(
+    pipeline, lalalai_user, make_track, fake_lalalai, start_worker
+):
+    """The library stores every track as original.<ext>; at LALAL.AI (the
+    user's dashboard there) the file must carry the track's name."""
+    track = make_track()
+    full = create_separation_job(pipeline, lalalai_user, track, {"stems": "vocals"})
+    preview = create_separation_job(pipeline, lalalai_user, track,
+                                    {"stems": "drums", "preview": True})
+    start_worker()
+    for job in (full, preview):
+        assert wait_final(pipeline, job.id).status == "completed"
+    names = sorted(source.name for source in fake_lalalai.sources.values())
+    assert names == [f"{track.title} (preview).flac", f"{track.title}.wav"]
+    assert track.title.startswith("Song ")
+
+
 def test_not_enough_minutes_is_refused_up_front(
     pipeline, lalalai_user, make_track, fake_lalalai
 ):

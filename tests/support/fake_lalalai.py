@@ -6,7 +6,8 @@ a free port), so the client under test runs its real network code. It behaves
 like the provider where the spec says how:
 
 * every endpoint wants ``X-License-Key``: none → 403 ``Provide license key in
-  'X-License-Key' header``; an unknown key → 403;
+  'X-License-Key' header``; an unknown key → 403
+  (``unknown_key_answer`` changes how);
 * bodies are validated by pydantic models of the spec's schemas (unknown fields
   refused), so a malformed body gets 422 with the ``detail`` list of
   ``{type, loc, msg}``;
@@ -283,6 +284,10 @@ class FakeLalalai:
             self.no_backing_vocals = False  # omit vocals@1, as the API may
             self.echo_key_in_errors = False  # a provider that repeats the key back
             self.holding = False  # tasks stay in progress until release()
+            # How an unknown key is refused: (HTTP status, body). The live API
+            # was seen answering 400 {"detail": "License key is invalid."}.
+            self.unknown_key_answer: tuple[int, dict[str, Any]] = (
+                403, {"detail": "Invalid license key"})
 
             # Faults, consumed one per request.
             self._fail: dict[str, deque[int]] = defaultdict(deque)
@@ -454,10 +459,9 @@ class FakeLalalai:
             if not key:
                 raise HTTPException(status_code=403, detail=MISSING_KEY_DETAIL)
             if key not in self.keys:
-                detail = "Invalid license key"
-                if self.echo_key_in_errors:
-                    detail += f" {key!r}"
-                raise HTTPException(status_code=403, detail=detail)
+                # (echo_key_in_errors: the error handler repeats the key back)
+                status, body = self.unknown_key_answer
+                raise _ApiError(status, dict(body))
             return key
 
     def _throttle(self, key: str) -> None:

@@ -43,11 +43,12 @@ PAGES = [
     "/", "/settings", "/tracks/{track}", "/tracks/{track}/separate", "/tracks/{track}/artwork",
     "/tracks/{track}/jobs/{job}", "/events", "/jobs/{job}/events",
     "/files/stems/{job}/vocals.wav", "/export/stem/{stem}", "/export/stems/{track}",
+    "/export/jobs/{job}", "/files/tracks/{track}/audio",
 ]
 FORMS = [
     "/tracks/upload", "/tracks/{track}/delete", "/tracks/{track}/separate",
     "/jobs/{job}/cancel", "/settings/demucs", "/settings/cloud", "/settings/tokens",
-    "/settings/tokens/{token}/delete",
+    "/settings/tokens/{token}/delete", "/jobs/{job}/delete", "/tracks/separate-batch",
 ]
 API = [
     ("GET", "/api/me"), ("GET", "/api/models"), ("GET", "/api/tracks"),
@@ -58,6 +59,8 @@ API = [
     ("GET", "/api/jobs/{job}/stems"), ("GET", "/api/settings"), ("PATCH", "/api/settings"),
     ("GET", "/api/lalalai/quota"), ("POST", "/api/lalalai/test-key"),
     ("POST", "/api/lalalai/cancel"), ("POST", "/api/lalalai/cancel-all"),
+    ("GET", "/api/tracks/{track}/peaks"), ("DELETE", "/api/jobs/{job}"),
+    ("POST", "/api/lalalai/estimate"),
 ]
 # Routes about one of Alice's things (the others are about "my own" data).
 OWNED_API = [(m, p) for m, p in API if "{" in p]

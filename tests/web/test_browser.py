@@ -62,8 +62,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _serve(base: Path, **extra_env: str) -> Iterator[str]:
-    """``soundforge serve`` on a free loopback port, with tiny models."""
+def _serve(base: Path, *args: str, **extra_env: str) -> Iterator[str]:
+    """``soundforge serve [args]`` on a free loopback port, with tiny models."""
     from tests.support.tiny_models import build_tiny_repo
 
     repo = build_tiny_repo(base / "models", names=("htdemucs",))
@@ -86,7 +86,7 @@ def _serve(base: Path, **extra_env: str) -> Iterator[str]:
     })
     log = open(base / "server.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [sys.executable, "-m", "soundforge", "serve"], env=env, stdout=log, stderr=log,
+        [sys.executable, "-m", "soundforge", "serve", *args], env=env, stdout=log, stderr=log,
         cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -208,8 +208,10 @@ def test_newcomer_journey(server: str, browser, tmp_path: Path) -> None:
     page.wait_for_url(f"{server}/tracks/{track_id}*")
     player = page.locator("[data-player]").first
     page.wait_for_selector("[data-player][data-state='ready']", timeout=30_000)
-    rows = player.locator("[data-stem]")
+    # The four stems, then the original mix (muted) to compare them with.
+    rows = player.locator("[data-stem]:not([data-original])")
     assert rows.count() == 4
+    assert player.locator("[data-stem][data-original]").count() == 1
     loaded = [(rows.nth(i).get_attribute("data-loaded"), rows.nth(i).get_attribute("title"))
               for i in range(4)]
     assert all(state == "1" for state, _ in loaded), loaded
@@ -322,10 +324,10 @@ def test_long_separations_stream_instead_of_decoding(streaming_server: str, brow
     player = page.locator("[data-player]").first
     assert player.get_attribute("data-mode") == "stream"
     rows = player.locator("[data-stem]")
-    assert rows.count() == 4
+    assert rows.count() == 5  # four stems and the original mix, all streamed
     page.wait_for_function(
         "[...document.querySelectorAll('[data-stem]')].every(r => r.dataset.peaks === '1')")
-    assert [rows.nth(i).get_attribute("data-loaded") for i in range(4)] == ["1"] * 4
+    assert [rows.nth(i).get_attribute("data-loaded") for i in range(5)] == ["1"] * 5
     # The server's peaks were drawn: opaque waveform pixels on every canvas.
     painted = page.evaluate("""[...document.querySelectorAll('[data-stem] canvas')].map(c => {
         const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;

@@ -73,6 +73,8 @@ def test_separation_end_to_end_with_a_worker(tmp_path: Path, tiny_repo: Path) ->
                 audio = client.get(stems[0]["file_url"])
                 assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
                 page = client.get(f"/tracks/{track}").text
-                assert page.count("data-stem ") == 4 and "data-player" in page
+                # Four stems and the original mix to compare them with.
+                assert page.count("data-stem ") == 5 and "data-player" in page
+                assert page.count("data-original ") == 1
         finally:
             worker.stop()

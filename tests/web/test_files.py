@@ -126,8 +126,13 @@ def test_a_lalalai_job_shows_the_providers_task_ids(alice: User, pipeline, wav: 
         "task-a1", "task-b2"]
     assert alice.client.get(f"/api/jobs/{local}").json()["provider_task_ids"] == []
     page = alice.client.get(f"/tracks/{track}").text
-    assert "LALAL.AI tasks: task-a1, task-b2" in page
     assert page.count("data-provider-tasks") == 1
+    # In the card's details line, not its header (issue 15: the player).
+    card = page.split(f'data-job-card="{paid}"', 1)[1].split("</section>", 1)[0]
+    head, rest = card.split("data-job-details", 1)
+    assert "task-a1" not in head
+    details = rest.split("</p>", 1)[0]
+    assert "LALAL.AI tasks" in details and "task-a1, task-b2" in details
 
 
 def _stem_id(alice: User, job_id: str, name: str) -> int:
@@ -185,3 +190,29 @@ def test_player_streams_above_the_decode_limit(alice: User, app, job) -> None:
     app.state.settings.player_decode_limit_minutes = 0.01  # 3 stems × 1 s > 0.6 s
     page = alice.client.get(f"/tracks/{track}").text
     assert 'data-mode="stream"' in page and 'data-peaks="/api/stems/' in page
+
+
+def test_download_names_keep_utf8_and_a_readable_ascii_fallback(
+    alice: User, pipeline, tmp_path: Path
+) -> None:
+    """Issue 15, defect 10: "Größe – ñandú" became "Gr__e _ _and_ ___ - stems.zip"
+    for clients that read only the ASCII ``filename``."""
+    from urllib.parse import unquote
+
+    from tests.support.audio import write_audio
+
+    song = write_audio(tmp_path / "Größe – ñandú.wav", seconds=1.0)
+    track = upload(alice.client, alice.csrf, song)["id"]
+    completed_job(pipeline, track, ("vocals",))
+    zipped = alice.client.get(f"/export/stems/{track}")
+    stem = alice.client.get(f"/api/tracks/{track}/stems").json()["stems"][0]
+    single = alice.client.get(stem["download_url"])
+    for response, name, ascii_name in (
+        (zipped, "Größe – ñandú - stems.zip", "Grosse - nandu - stems.zip"),
+        (single, "Größe – ñandú - vocals.wav", "Grosse - nandu - vocals.wav"),
+    ):
+        assert response.status_code == 200
+        header = response.headers["content-disposition"]
+        assert header.isascii()
+        assert f'filename="{ascii_name}"' in header
+        assert unquote(header.split("filename*=UTF-8''", 1)[1]) == name

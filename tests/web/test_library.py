@@ -182,3 +182,33 @@ def test_api_upload_with_a_token(alice: User, wav: Path, tmp_path: Path) -> None
     empty = script.post("/api/tracks", headers={"Authorization": f"Bearer {raw}"},
                         files={"other": ("x", b"")})
     assert empty.status_code == 422
+
+
+def _with_riff_info(path: Path, **tags: str) -> Path:
+    """Append a RIFF ``LIST``/``INFO`` chunk (what most WAV taggers write:
+    INAM title, IART artist, IPRD album) and fix the RIFF size."""
+    import struct
+
+    ids = {"title": b"INAM", "artist": b"IART", "album": b"IPRD"}
+    body = b"INFO"
+    for name, text in tags.items():
+        value = text.encode("utf-8") + b"\0"
+        if len(value) % 2:
+            value += b"\0"  # chunks are word-aligned
+        body += ids[name] + struct.pack("<I", len(value)) + value
+    data = bytearray(path.read_bytes())
+    data += b"LIST" + struct.pack("<I", len(body)) + body
+    data[4:8] = struct.pack("<I", len(data) - 8)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_riff_info_tags_name_the_track(alice: User, tmp_path: Path) -> None:
+    """Issue 15, defect 7: a WAV's RIFF INFO title and artist were ignored."""
+    song = _with_riff_info(write_audio(tmp_path / "take_03_final.wav", seconds=1.0),
+                           title="Größe – ñandú", artist="Los Tagueros", album="Cinta")
+    track = upload(alice.client, alice.csrf, song)
+    assert (track["title"], track["artist"], track["album"]) == (
+        "Größe – ñandú", "Los Tagueros", "Cinta")
+    card = alice.client.get("/").text
+    assert "Los Tagueros" in card and "Unknown artist" not in card

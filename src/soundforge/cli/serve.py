@@ -13,7 +13,7 @@ import os
 
 import typer
 
-from soundforge.config import get_settings
+from soundforge.config import Settings, get_settings
 from soundforge.errors import SoundForgeError
 
 
@@ -60,6 +60,7 @@ def register(app: typer.Typer) -> None:
         except SoundForgeError as exc:  # a secret that cannot read this database …
             typer.echo(f"soundforge serve: {exc.message}", err=True)
             raise typer.Exit(1) from None
+        _warn_if_default_model_unavailable(settings)
         pipeline = Pipeline(settings)
         worker = None
         try:
@@ -95,3 +96,15 @@ def register(app: typer.Typer) -> None:
                 # Running jobs are handed back to the queue, not lost.
                 worker.stop()
             pipeline.close()
+
+
+def _warn_if_default_model_unavailable(settings: Settings) -> None:
+    """Say at start, not at the first job, that local separations will fail:
+    the default model is neither here nor downloadable (offline machine)."""
+    from soundforge.engines.local.catalog import DEFAULT_MODEL
+    from soundforge.engines.local.loader import unavailable_reason
+
+    reason = unavailable_reason(DEFAULT_MODEL, settings.model_repo)
+    if reason:
+        typer.echo(f"Warning: local separations with the default model will fail. {reason}",
+                   err=True)

@@ -208,6 +208,8 @@ def _run_claimed(
         owner = job.user_id
         options = options_from_dict(job.options)
         input_path = pipeline.uploads_dir / track.file_path
+        # Stored as original.<ext>; at LALAL.AI the file carries the track's name.
+        upload_name = f"{track.title}{input_path.suffix}"
     destination = job_stems_dir(settings, job_id)
     reporter = ProgressReporter(pipeline, job_id, worker_id)
     try:
@@ -222,6 +224,7 @@ def _run_claimed(
                 input_path, options, reporter, token, destination,
                 on_tasks=ProviderWorkRecorder(pipeline, job_id, worker_id),
                 on_unreleased=UnreleasedRecorder(pipeline, job_id, owner, api_key or ""),
+                upload_name=upload_name,
             )
         else:
             stems = engine.separate(input_path, options, reporter, token, destination)

@@ -1,7 +1,8 @@
 """Title, artist, album and cover art from a file's own tags (mutagen).
 
 Every format mutagen knows is read: ID3 (MP3, WAV, AIFF), MP4/M4A atoms,
-Vorbis comments (FLAC, OGG, Opus) with their embedded pictures. Tags are
+Vorbis comments (FLAC, OGG, Opus) with their embedded pictures; text tags
+mutagen does not read (a WAV's RIFF INFO chunk, …) come from FFmpeg's metadata. Tags are
 untrusted input: anything unreadable is simply absent, and cover art is only
 kept when Pillow can decode it, re-encoded when it is not a JPEG or PNG, and
 scaled down when it is huge (a 20-megapixel scan makes a poor card image).
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import mutagen
 from PIL import Image
 
@@ -60,6 +62,11 @@ def read_tags(path: Path) -> TrackTags:
     with contextlib.suppress(AttributeError, TypeError, ValueError):
         duration = float(audio.info.length) or None
     title, artist, album = _text_tags(path)
+    if not (title and artist and album):
+        # mutagen knows no RIFF INFO (WAV's own tags) and a few other
+        # containers' metadata; FFmpeg reads them all: it fills the gaps.
+        found = _ffmpeg_text_tags(path)
+        title, artist, album = title or found[0], artist or found[1], album or found[2]
     raw = _raw_artwork(audio)
     return TrackTags(title, artist, album, duration, _clean_artwork(raw) if raw else None)
 
@@ -83,6 +90,29 @@ def _text_tags(path: Path) -> tuple[str | None, str | None, str | None]:
         return text[:512] or None
 
     return first("title"), first("artist"), first("album")
+
+
+def _ffmpeg_text_tags(path: Path) -> tuple[str | None, str | None, str | None]:
+    """Title, artist and album as FFmpeg reads them (container, then the first
+    audio stream): RIFF INFO (INAM, IART, IPRD), AIFF, Matroska, ASF …"""
+    try:
+        with av.open(str(path), mode="r") as container:
+            sources = [dict(container.metadata)]
+            sources += [dict(stream.metadata) for stream in container.streams.audio[:1]]
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        log.info("no FFmpeg metadata read from %s: %s", path, exc)
+        return None, None, None
+
+    def first(*keys: str) -> str | None:
+        for metadata in sources:
+            lowered = {str(k).lower(): v for k, v in metadata.items()}
+            for key in keys:
+                text = str(lowered.get(key) or "").strip()
+                if text:
+                    return text[:512]
+        return None
+
+    return first("title"), first("artist", "album_artist"), first("album")
 
 
 def _raw_artwork(audio: Any) -> bytes | None:

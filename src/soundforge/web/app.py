@@ -23,6 +23,7 @@ from soundforge.storage.temporary import sweep_temporary_files
 from soundforge.web.errors import install_error_handlers
 from soundforge.web.events import JobEvents
 from soundforge.web.guard import StrangerGuard
+from soundforge.web.openapi import use_error_shape
 from soundforge.web.security import SESSION_MAX_AGE, LoginLimiter
 from soundforge.web.templating import STATIC_DIR, create_templates
 from soundforge.web.uploads import UploadLimitMiddleware
@@ -95,6 +96,7 @@ def create_app(
     app.state.events = JobEvents(pipeline.events)
 
     install_error_handlers(app)
+    use_error_shape(app)
     # Order: the last added runs first. Size limits are checked before the
     # session is even decoded; strangers are refused right after it is.
     app.add_middleware(StrangerGuard)

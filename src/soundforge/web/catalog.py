@@ -5,11 +5,14 @@ web form can never offer something an engine refuses."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from soundforge.engines.base import OUTPUT_FORMATS
+from soundforge.engines.base import OUTPUT_FORMATS, WAV_DEPTHS
+from soundforge.engines.lalalai.engine import EXTRACTION_LEVELS, SPLITTERS
 from soundforge.engines.local.catalog import DEFAULT_MODEL, MODELS
 from soundforge.engines.local.device import available_devices, device_label
-from soundforge.stems import LALALAI_STEMS
+from soundforge.engines.local.loader import availability
+from soundforge.stems import DEMUCS_STEMS, LALALAI_STEMS
 
 ENGINE_LABELS = {"local": "Local Demucs", "lalalai": "LALAL.AI cloud"}
 
@@ -67,6 +70,37 @@ def comparison_rows() -> list[ComparisonRow]:
     return rows
 
 
+def all_stems() -> list[str]:
+    """Every stem name either engine can be asked for, in the usual order."""
+    return list(dict.fromkeys([*DEMUCS_STEMS, *LALALAI_STEMS]))
+
+
+# The distinct extraction levels (the engine also accepts short aliases).
+EXTRACTION_LEVEL_NAMES: tuple[str, ...] = tuple(dict.fromkeys(EXTRACTION_LEVELS.values()))
+SPLITTER_NAMES: tuple[str, ...] = SPLITTERS
+
+
+@dataclass(frozen=True)
+class ModelState:
+    available: bool
+    label: str  # for the form: "ready" or what it needs
+
+
+def model_states(repo: Path | None) -> dict[str, ModelState]:
+    """Which Demucs models this machine has (model repository or hub cache),
+    and which a first separation would have to download. Asks no network."""
+    states = {}
+    for name, spec in MODELS.items():
+        state = availability(name, repo)
+        if state.available:
+            states[name] = ModelState(True, "ready")
+        elif repo is not None:
+            states[name] = ModelState(False, "not in the model repository")
+        else:
+            states[name] = ModelState(False, f"needs a ~{spec.download_mb} MB download")
+    return states
+
+
 def model_stems() -> dict[str, list[str]]:
     return {name: list(spec.stems) for name, spec in MODELS.items()}
 
@@ -76,6 +110,7 @@ __all__ = [
     "LALALAI_STEMS",
     "MODELS",
     "OUTPUT_FORMATS",
+    "WAV_DEPTHS",
     "comparison_rows",
     "device_choices",
     "model_stems",

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from soundforge.config import Settings
@@ -128,7 +129,23 @@ async def verify_csrf(request: Request) -> None:
         raise CsrfError()
 
 
-def api_user(request: Request, session: DbSession) -> User:
+# Declares the token scheme in the OpenAPI schema (/docs); the header itself is
+# read by bearer_token(), and a missing one falls back to the session cookie.
+BEARER = HTTPBearer(
+    scheme_name="bearerToken",
+    bearerFormat="sf_…",
+    description="A personal API token from Settings → API tokens: "
+    "`Authorization: Bearer sf_…`. The app's own pages use the session cookie "
+    "and the X-CSRF-Token header instead.",
+    auto_error=False,
+)
+
+
+def api_user(
+    request: Request,
+    session: DbSession,
+    _token: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+) -> User:
     """Token or session; with a session, unsafe methods need the CSRF header.
 
     Sync on purpose: FastAPI runs it in the thread pool, so the database lookup

@@ -130,6 +130,12 @@ def wants_json(request: Request) -> bool:
     if request.url.path.startswith("/api/") or request.url.path == "/api":
         return True
     accept = request.headers.get("accept", "")
+    # Scripts: a token, or a file route asked by something that is not a
+    # browser page (curl sends */*) gets the JSON error, not an HTML page.
+    if request.headers.get("authorization", "").lower().startswith("bearer "):
+        return True
+    if request.url.path.startswith(("/export/", "/files/")) and "text/html" not in accept:
+        return True
     if "application/json" in accept and "text/html" not in accept:
         return True
     return request.headers.get("x-requested-with", "").lower() == "xmlhttprequest"

@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from soundforge.config import DEVICE_SYNTAX
+from soundforge.web import catalog
+
+
+def _enum(values: Any) -> WithJsonSchema:
+    """A string documented with its allowed values (an OpenAPI ``enum``).
+
+    Validation stays with the engines, so that a wrong value gets their
+    ``invalid_option`` message (which says what to use), not a schema error."""
+    return WithJsonSchema({"type": "string", "enum": list(values)})
+
+
+Engine = Annotated[str, _enum(catalog.ENGINE_LABELS)]
+Model = Annotated[str, _enum(catalog.MODELS)]
+StemName = Annotated[str, _enum(catalog.all_stems())]
+OutputFormat = Annotated[str, _enum(catalog.OUTPUT_FORMATS)]
+WavDepth = Annotated[str, _enum(catalog.WAV_DEPTHS)]
+Splitter = Annotated[str, _enum(catalog.SPLITTER_NAMES)]
+ExtractionLevel = Annotated[str, _enum(catalog.EXTRACTION_LEVEL_NAMES)]
+# Any torch device string: an open set, documented by its pattern (auto, cpu,
+# cuda, cuda:N, mps); the worker's machine decides which ones exist.
+Device = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "pattern": DEVICE_SYNTAX.pattern,
+                    "examples": ["auto", "cpu", "cuda", "cuda:1", "mps"]}),
+]
 
 
 class ErrorDetail(BaseModel):
@@ -15,6 +42,32 @@ class ErrorDetail(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorDetail
+
+
+# What each error status means in this API (its stable codes), for /docs.
+ERROR_MEANINGS: dict[int, str] = {
+    401: "unauthenticated: no session, no or bad token",
+    402: "quota_exceeded: not enough LALAL.AI minutes for this job",
+    403: "csrf_failed: a change authenticated by the session cookie without the "
+         "X-CSRF-Token header (tokens need none)",
+    404: "not_found: no such item, or not yours",
+    413: "too_large: larger than the upload limit",
+    422: "invalid_option, invalid_request or invalid_input; auth_error when the LALAL.AI "
+         "key is missing or refused",
+    500: "internal_error (logged on the server)",
+    502: "provider_error: LALAL.AI failed or cannot be reached",
+    503: "the model or the job queue is not available right now; try again",
+}
+
+
+def error_responses(*statuses: int, **special: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses (``special``: a route's own
+    wording, keyed ``s500`` …), all with the ``ErrorOut`` body."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description = special.get(f"s{status}", ERROR_MEANINGS[status])
+        out[status] = {"model": ErrorOut, "description": description}
+    return out
 
 
 class TrackOut(BaseModel):
@@ -75,6 +128,14 @@ class PeaksOut(BaseModel):
     maxs: list[float] = Field(description="highest sample of each slice (≥ 0)")
 
 
+class TrackPeaksOut(BaseModel):
+    track_id: str
+    version: int
+    duration: float = Field(description="seconds, as decoded")
+    mins: list[float]
+    maxs: list[float]
+
+
 class JobOut(BaseModel):
     id: str
     track_id: str
@@ -117,14 +178,14 @@ class SeparationIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: str | None = Field(None, description="local or lalalai")
-    model: str | None = Field(None, description="Demucs model (local): htdemucs, htdemucs_ft, "
-                              "htdemucs_6s, mdx_extra")
-    stems: list[str] | None = Field(None, description="Stems to produce; default: all of the "
-                                    "model's (local)")
-    two_stems: str | None = Field(None, description="Karaoke mode: this stem and no_<stem>")
-    format: str | None = Field(None, description="wav, flac or mp3")
-    wav_depth: str | None = Field(None, description="16, 24 or float")
+    engine: Engine | None = Field(None, description="local or lalalai")
+    model: Model | None = Field(None, description="Demucs model (local)")
+    stems: list[StemName] | None = Field(None, description="Stems to produce; default: all "
+                                         "of the model's (local)")
+    two_stems: StemName | None = Field(None, description="Karaoke mode: this stem and "
+                                       "no_<stem>")
+    format: OutputFormat | None = Field(None, description="Output format of the stems")
+    wav_depth: WavDepth | None = Field(None, description="WAV sample format")
     mp3_bitrate: int | None = None
     sample_rate: int | None = None
     device: str | None = Field(None, description="Local: auto, cpu, cuda, cuda:N or mps; "
@@ -138,8 +199,10 @@ class SeparationIn(BaseModel):
     segment: float | None = None
     seed: int | None = None
     preview: bool | None = Field(None, description="LALAL.AI: separate only the first 60 s")
-    splitter: str | None = None
-    extraction_level: str | None = None
+    splitter: Splitter | None = Field(None, description="LALAL.AI: the neural network; "
+                                      "default auto")
+    extraction_level: ExtractionLevel | None = Field(None, description="LALAL.AI: "
+                                                     "deep_extraction (default) or clear_cut")
     enhanced_processing: bool | None = None
     noise_cancelling: bool | None = None
     force: bool = Field(False, description="Run again even if identical stems already exist")
@@ -161,10 +224,10 @@ class SettingsOut(BaseModel):
 class SettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    engine: str | None = None
-    demucs_model: str | None = None
-    device: str | None = None
-    output_format: str | None = None
+    engine: Engine | None = None
+    demucs_model: Model | None = None
+    device: Device | None = None
+    output_format: OutputFormat | None = None
     lalalai_preview: bool | None = None
     lalalai_api_key: str | None = Field(
         None, description="Your LALAL.AI key (stored encrypted); an empty string removes it"
@@ -186,6 +249,21 @@ class TestKeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: str | None = Field(None, description="A key to test; default: your saved key")
+
+
+class EstimateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    track_id: str
+    stems: list[StemName] | None = Field(None, description="default: vocals")
+    two_stems: StemName | None = None
+    preview: bool = Field(False, description="Only the first 60 s")
+
+
+class EstimateOut(BaseModel):
+    minutes: float = Field(description="What LALAL.AI will charge: seconds × stems / 60")
+    seconds: int = Field(description="Billable seconds (whole, rounded up)")
+    stems: int = Field(description="Stems LALAL.AI charges for")
 
 
 class CancelIn(BaseModel):

@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
 from soundforge.export.mixing import PRESETS, available_presets
+from soundforge.web.player_view import player_view
 from soundforge.web.security import csrf_token
 
 PACKAGE_DIR = Path(__file__).parent
@@ -101,6 +102,7 @@ def create_templates() -> Jinja2Templates:
     env.filters["stem_label"] = stem_label
     env.globals["mix_presets"] = mix_presets
     env.globals["preset_labels"] = PRESETS
+    env.globals["player_view"] = player_view
     # The icon macros are needed in every template and include.
     icons = env.get_template("_icons.html").module
     env.globals["icon"] = icons.icon  # type: ignore[attr-defined]

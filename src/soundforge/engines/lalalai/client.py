@@ -22,13 +22,11 @@ import socket
 import ssl
 import threading
 import time
-import unicodedata
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -47,6 +45,7 @@ from soundforge.errors import (
     QuotaError,
     SoundForgeError,
 )
+from soundforge.filenames import content_disposition
 
 log = logging.getLogger(__name__)
 
@@ -180,34 +179,6 @@ class _LicenseKeyAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return "<LALAL.AI license key auth>"
-
-
-def ascii_fallback(filename: str) -> str:
-    """An ASCII stand-in for clients that ignore ``filename*``: accents dropped
-    (é → e), anything else that is not printable ASCII replaced."""
-    out = []
-    for char in unicodedata.normalize("NFKD", filename):
-        if unicodedata.combining(char):
-            continue
-        if char.isspace():
-            out.append(" ")
-        elif 32 <= ord(char) < 127 and char not in '"\\':
-            out.append(char)
-        else:
-            out.append("_")
-    return "".join(out).strip() or "audio"
-
-
-def content_disposition(filename: str) -> str:
-    """``attachment; filename=…`` per RFC 6266: a quoted ASCII ``filename`` and,
-    when the name is not plain ASCII, ``filename*=UTF-8''…`` (RFC 8187) with the
-    real name, which takes precedence for any client that understands it."""
-    name = filename.replace("\r", " ").replace("\n", " ") or "audio"
-    fallback = ascii_fallback(name)
-    header = f'attachment; filename="{fallback}"'
-    if fallback != name:
-        header += f"; filename*=UTF-8''{quote(name, safe='')}"
-    return header
 
 
 class LalalaiClient:
@@ -432,16 +403,21 @@ class LalalaiClient:
     def _error(self, name: str, status: int, payload: Any, tries: int) -> SoundForgeError:
         detail = scrub(_detail_text(payload), self._key)
         code = payload.get("code") if isinstance(payload, dict) else None
-        if status in (401, 403):
+        if status in (401, 403) or _license_refusal(status, code, detail):
             if "provide license key" in detail.lower():
                 return AuthError(
                     "LALAL.AI received no license key. Set LALALAI_API_KEY (your own "
                     "key) or SYSTEM_LALALAI_ACTIVATION_KEY (this installation's key)."
                 )
+            # The provider refuses a bad license state with 400 before any task
+            # exists, a missing or unknown key with 401/403: all of them are a
+            # key for the user to fix, not a provider failure.
+            said = f": {detail.rstrip('.')}" if detail else ""
             return AuthError(
-                "LALAL.AI refused the license key (HTTP 403): it is wrong, expired or "
-                "revoked. Check LALALAI_API_KEY / SYSTEM_LALALAI_ACTIVATION_KEY or the "
-                "key saved in Settings."
+                f"LALAL.AI refused the license key (HTTP {status}{said}). It is wrong, "
+                "expired or revoked: copy it again from your lalal.ai account into "
+                "Settings → Cloud Separation (or LALALAI_API_KEY / "
+                "SYSTEM_LALALAI_ACTIVATION_KEY for the installation's key)."
             )
         if status == 429:
             return RateLimitedError(
@@ -510,6 +486,15 @@ def _payload(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return {"detail": response.text[:200]}
+
+
+def _license_refusal(status: int, code: object, detail: str) -> bool:
+    """A 400 about the license itself (invalid, expired, blocked key), as opposed
+    to the license codes with their own meaning (minutes, size, duration),
+    which ``CODE_MESSAGES`` handles."""
+    if status != 400 or code in CODE_MESSAGES:
+        return False
+    return "licen" in str(code or "").lower() or "licen" in detail.lower()
 
 
 def _detail_text(payload: Any) -> str:

@@ -276,13 +276,18 @@ class LalalaiEngine:
         *,
         on_tasks: TasksCallback | None = None,
         on_unreleased: TasksCallback | None = None,
+        upload_name: str | None = None,
     ) -> dict[str, Path]:
         """``Engine.separate``; ``on_tasks`` (optional, beyond the interface) is
         told the source id and task ids as soon as they exist. If it raises,
         the separation stops and cleans up as for any other error.
         ``on_unreleased`` is told what the clean-up could not release at the
         provider (it was unreachable): unfinished tasks not cancelled, the
-        uploaded file not deleted (``source_id`` empty when it was)."""
+        uploaded file not deleted (``source_id`` empty when it was).
+
+        ``upload_name``: the file's name at LALAL.AI, shown in the user's
+        dashboard there (default: the input's own name; the web app stores
+        every track as ``original.<ext>`` and passes the track's title)."""
         if destination is None:
             raise InvalidOptionError("No destination folder given for the stems.")
         options = self.validate(options)
@@ -299,12 +304,13 @@ class LalalaiEngine:
         destination = Path(destination)
 
         with staging_for(destination) as staging, _scratch_dir(destination) as scratch:
-            upload_path, upload_name, seconds = input_path, input_path.name, info.duration
+            name = upload_name or input_path.name
+            upload_path, seconds = input_path, info.duration
             if options.preview:
                 upload_path, seconds = cut_preview(
                     input_path, info, scratch, self.preview_seconds
                 )
-                upload_name = upload_path.name
+                name = f"{Path(name).stem} (preview){upload_path.suffix}"
             elif seconds <= 0:
                 seconds = _decoded_duration(input_path, info)
             needed = minutes_for(seconds, stems)
@@ -320,11 +326,11 @@ class LalalaiEngine:
             try:
                 log.info(
                     "LALAL.AI: uploading %s (%d s, %d stem(s), %s minutes)",
-                    upload_name, billable_seconds(seconds), stems, f"{needed:.2f}",
+                    name, billable_seconds(seconds), stems, f"{needed:.2f}",
                 )
                 source = client.upload(
                     upload_path,
-                    upload_name,
+                    name,
                     on_sent=lambda sent, total: progress(2 + (UPLOADED - 3) * sent / total),
                     cancel=cancel,
                 )
@@ -340,7 +346,7 @@ class LalalaiEngine:
                     run.tasks[task_id] = task
                     run.task_progress[task_id] = 0.0
                     # Charged as it starts: counted now, whatever happens next.
-                    self._record_usage(run, task_id, task, None, upload_name, options.preview)
+                    self._record_usage(run, task_id, task, None, name, options.preview)
                     log.info("LALAL.AI: %s task %s started for %s",
                              task.kind, task_id, task.description)
                     # After every start, not once at the end: each task is
@@ -352,7 +358,7 @@ class LalalaiEngine:
                 watch = poller.watch(run.tasks, interval=self.poll_interval)
                 cancel.on_cancel(watch.wake)
                 self._wait_and_fetch(
-                    run, watch, staging, scratch, options, info, upload_name,
+                    run, watch, staging, scratch, options, info, name,
                     options.preview, cancel, progress,
                 )
                 # A cancel that came in during the last download still wins.
@@ -362,10 +368,10 @@ class LalalaiEngine:
                 not_cancelled = self._cancel_unfinished(client, run)
                 for task_id, task in run.tasks.items():
                     if task_id not in run.finished:  # charged, never delivered
-                        self._record_usage(run, task_id, task, None, upload_name,
+                        self._record_usage(run, task_id, task, None, name,
                                            options.preview, cancelled=True)
                 if isinstance(exc, CancelledError):
-                    log.info("LALAL.AI: separation of %s cancelled", upload_name)
+                    log.info("LALAL.AI: separation of %s cancelled", name)
                 raise
             finally:
                 if poller is not None and watch is not None:
@@ -681,6 +687,30 @@ def cancel_all(
     """Cancel all tasks in progress for a key (the user's, else the system one)."""
     with LalalaiEngine(settings, api_key=api_key) as engine:
         return engine.cancel_all()
+
+
+def estimate(
+    settings: Settings | None, options: SeparationOptions, duration: float
+) -> dict[str, Any]:
+    """``{"minutes", "seconds", "stems"}`` a separation of a ``duration``-second
+    track would cost; no key needed, nothing sent (the web form's estimate)."""
+    engine = LalalaiEngine(settings)
+    options = engine.validate(options)
+    seconds = min(duration, engine.preview_seconds) if options.preview else duration
+    stems = total_stems(plan_tasks(options.stems, options.two_stems))
+    return {"minutes": round(minutes_for(seconds, stems), 2),
+            "seconds": billable_seconds(seconds), "stems": stems}
+
+
+def cancel_tasks(
+    settings: Settings | None, api_key: str | SecretStr | None, task_ids: Sequence[str]
+) -> dict[str, CancelOutcome]:
+    """Cancel these tasks at LALAL.AI now (one job's, from the web app); the
+    outcome per task says whether the provider stopped it."""
+    if not task_ids:
+        return {}
+    with LalalaiEngine(settings, api_key=api_key) as engine:
+        return engine.client.cancel(list(task_ids))
 
 
 # A dead run's clean-up happens in a worker's reconciler, which must not hang

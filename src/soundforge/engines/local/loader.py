@@ -96,6 +96,22 @@ def availability(name: str, repo: Path | None) -> Availability:
     return Availability(False, "not downloaded")
 
 
+def unavailable_reason(name: str, repo: Path | None) -> str | None:
+    """Why ``name`` cannot be loaded right now, in words with the fix; None
+    when it can (in the repository, in the hub cache, or the hub answers).
+    Asks the network only when the model is not here already."""
+    state = availability(name, repo)
+    if state.available:
+        return None
+    if repo is not None:
+        return f"Model {name} is not available: {state.where} (SOUNDFORGE_MODEL_REPO). " + (
+            _fix_hint(name))
+    if _hub_reachable():
+        return None  # downloaded on first use
+    return (f"Model {name} is not downloaded and the model hub ({HUB_HOST}) cannot be "
+            "reached from this machine. " + _fix_hint(name))
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     try:
         socket.getaddrinfo(HUB_HOST, 443, proto=socket.IPPROTO_TCP)

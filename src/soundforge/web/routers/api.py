@@ -7,9 +7,9 @@ Errors are ``{"error": {"code", "message"}}`` with a stable code.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -17,6 +17,7 @@ from soundforge.db.accounts import get_user_settings
 from soundforge.errors import InputAudioError
 from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
 from soundforge.library.peaks import stem_peaks
+from soundforge.library.separations import delete_separation
 from soundforge.library.tracks import delete_track, list_tracks
 from soundforge.web import catalog
 from soundforge.web.access import owned_job, owned_stem, owned_track, resolve_upload
@@ -24,7 +25,6 @@ from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import WebError, error_body, status_for
 from soundforge.web.ingest import import_uploads
 from soundforge.web.schemas import (
-    ErrorOut,
     JobList,
     JobOut,
     MeOut,
@@ -36,16 +36,19 @@ from soundforge.web.schemas import (
     StemList,
     TrackList,
     TrackOut,
+    TrackPeaksOut,
     UploadOut,
+    error_responses,
 )
 from soundforge.web.serialize import job_dict, stem_dict, track_dict
 from soundforge.web.user_settings import apply_settings_update, settings_dict
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut, "description": "No or bad token"},
-    404: {"model": ErrorOut, "description": "No such item, or not yours"},
-    422: {"model": ErrorOut, "description": "Invalid input (stable code in error.code)"},
-}
+# Every route: 401. Routes about one item add 404 (ONE); changes (POST, PATCH,
+# DELETE) add 403 (CSRF, CHANGE). FastAPI adds 422 to every route that reads
+# parameters or a body (web/openapi.py gives it our error body).
+ERRORS = error_responses(401)
+ONE = error_responses(404)
+CHANGE = error_responses(403)
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 
@@ -88,7 +91,7 @@ def api_list_tracks(
     status_code=201,
     tags=["tracks"],
     summary="Upload one or more audio files (multipart field 'files')",
-    responses={413: {"model": ErrorOut, "description": "Larger than the upload limit"}},
+    responses={**CHANGE, **error_responses(413, 422)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -128,12 +131,13 @@ async def api_upload(request: Request, user: ApiUser) -> Response:
                         status_code=201)
 
 
-@router.get("/tracks/{track_id}", response_model=TrackOut, tags=["tracks"], summary="One track")
+@router.get("/tracks/{track_id}", response_model=TrackOut, tags=["tracks"], responses=ONE,
+            summary="One track")
 def api_get_track(session: DbSession, user: ApiUser, track_id: str) -> dict[str, Any]:
     return track_dict(owned_track(session, user, track_id))
 
 
-@router.delete("/tracks/{track_id}", status_code=204, tags=["tracks"],
+@router.delete("/tracks/{track_id}", status_code=204, tags=["tracks"], responses={**ONE, **CHANGE},
                summary="Delete a track with all its separations and stems")
 async def api_delete_track(request: Request, user: ApiUser, track_id: str) -> Response:
     await run_in_threadpool(delete_track, request.app.state.pipeline, user, track_id)
@@ -147,12 +151,14 @@ async def api_delete_track(request: Request, user: ApiUser, track_id: str) -> Re
     status_code=202,
     tags=["separations"],
     summary="Start a separation (or get the identical one already running)",
-    responses={402: {"model": ErrorOut, "description": "Not enough LALAL.AI minutes"}},
+    responses={**ONE, **CHANGE, **error_responses(402, 502, 503)},
 )
 async def api_create_separation(
-    request: Request, user: ApiUser, track_id: str, body: SeparationIn | None = None
+    request: Request, user: ApiUser, track_id: str,
+    # Optional, yet declared as the model itself: "SeparationIn | None" showed
+    # /docs an empty body. Without a body every option comes from the settings.
+    body: Annotated[SeparationIn, Body(default_factory=SeparationIn)],
 ) -> Response:
-    body = body or SeparationIn()
     options = body.model_dump(exclude_none=True, exclude={"force"})
     job = await run_in_threadpool(
         create_separation_job, request.app.state.pipeline, user, track_id, options,
@@ -161,7 +167,7 @@ async def api_create_separation(
     return JSONResponse(job_dict(job, with_stems=True), status_code=202)
 
 
-@router.get("/tracks/{track_id}/jobs", response_model=JobList, tags=["separations"],
+@router.get("/tracks/{track_id}/jobs", response_model=JobList, tags=["separations"], responses=ONE,
             summary="Every separation of a track, newest first")
 def api_track_jobs(session: DbSession, user: ApiUser, track_id: str) -> dict[str, Any]:
     track = owned_track(session, user, track_id)
@@ -170,7 +176,7 @@ def api_track_jobs(session: DbSession, user: ApiUser, track_id: str) -> dict[str
 
 
 @router.get("/tracks/{track_id}/stems", response_model=StemList, tags=["separations"],
-            summary="Every stem of a track (all completed separations)")
+            responses=ONE, summary="Every stem of a track (all completed separations)")
 def api_track_stems(session: DbSession, user: ApiUser, track_id: str) -> dict[str, Any]:
     track = owned_track(session, user, track_id)
     jobs = list_jobs(session, user, track_id=track.id, statuses=["completed"])
@@ -186,7 +192,7 @@ def api_jobs(session: DbSession, user: ApiUser, status: str | None = None,
     return {"jobs": [job_dict(j) for j in jobs]}
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, tags=["separations"],
+@router.get("/jobs/{job_id}", response_model=JobOut, tags=["separations"], responses=ONE,
             summary="A separation's status and progress")
 def api_job(session: DbSession, user: ApiUser, job_id: str) -> dict[str, Any]:
     return job_dict(get_job(session, user, job_id), with_stems=True)
@@ -200,7 +206,7 @@ def api_job(session: DbSession, user: ApiUser, job_id: str) -> dict[str, Any]:
     "an `end` event once the job is completed, failed or cancelled. Comment lines "
     "keep the connection alive.",
     response_class=Response,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, **ONE},
 )
 def api_job_events(
     request: Request, session: DbSession, user: ApiUser, job_id: str
@@ -210,13 +216,13 @@ def api_job_events(
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, tags=["separations"],
-             summary="Cancel a queued or running separation")
+             responses={**ONE, **CHANGE}, summary="Cancel a queued or running separation")
 async def api_cancel(request: Request, user: ApiUser, job_id: str) -> dict[str, Any]:
     job = await run_in_threadpool(cancel_job, request.app.state.pipeline, user, job_id)
     return job_dict(job)
 
 
-@router.get("/jobs/{job_id}/stems", response_model=StemList, tags=["separations"],
+@router.get("/jobs/{job_id}/stems", response_model=StemList, tags=["separations"], responses=ONE,
             summary="The stems of a completed separation")
 def api_job_stems(session: DbSession, user: ApiUser, job_id: str) -> dict[str, Any]:
     job = get_job(session, user, job_id)
@@ -224,6 +230,8 @@ def api_job_stems(session: DbSession, user: ApiUser, job_id: str) -> dict[str, A
 
 
 @router.get("/stems/{stem_id}/peaks", response_model=PeaksOut, tags=["separations"],
+            responses={**ONE, **error_responses(500, s500="stem_damaged: the stored stem "
+                                                "cannot be read; run the separation again")},
             summary="A stem's waveform: min/max of its mono mix in 1600 slices")
 def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
                    stem_id: int) -> dict[str, Any]:
@@ -239,6 +247,30 @@ def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
     return {"stem_id": stem.id, **peaks}
 
 
+@router.get("/tracks/{track_id}/peaks", response_model=TrackPeaksOut, tags=["tracks"],
+            responses={**ONE, **error_responses(500, s500="track_damaged: the stored audio "
+                                                "cannot be read")},
+            summary="The original track's waveform (the player's original mix)")
+def api_track_peaks(request: Request, session: DbSession, user: ApiUser,
+                    track_id: str) -> dict[str, Any]:
+    track = owned_track(session, user, track_id)
+    path = resolve_upload(request.app.state.settings.uploads_dir, track.file_path)
+    try:
+        peaks = stem_peaks(path)
+    except InputAudioError:
+        raise WebError(500, "track_damaged", "The stored audio of this track cannot be "
+                       "read; delete the track and upload it again.") from None
+    return {"track_id": track.id, **peaks}
+
+
+@router.delete("/jobs/{job_id}", status_code=204, tags=["separations"],
+               responses={**ONE, **CHANGE},
+               summary="Delete one separation with its stems and files (stops it if running)")
+async def api_delete_job(request: Request, user: ApiUser, job_id: str) -> Response:
+    await run_in_threadpool(delete_separation, request.app.state.pipeline, user, job_id)
+    return Response(status_code=204)
+
+
 # --- settings -----------------------------------------------------------------------
 @router.get("/settings", response_model=SettingsOut, tags=["settings"],
             summary="Your separation defaults (the LALAL.AI key masked)")
@@ -246,7 +278,7 @@ def api_settings(session: DbSession, user: ApiUser) -> dict[str, Any]:
     return settings_dict(get_user_settings(session, user))
 
 
-@router.patch("/settings", response_model=SettingsOut, tags=["settings"],
+@router.patch("/settings", response_model=SettingsOut, tags=["settings"], responses=CHANGE,
               summary="Change some of your separation defaults")
 def api_update_settings(
     request: Request, session: DbSession, user: ApiUser, body: SettingsIn

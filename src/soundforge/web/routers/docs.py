@@ -21,6 +21,8 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 
 def _type_of(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return " | ".join(f'"{value}"' for value in schema["enum"])
     if "$ref" in schema:
         return schema["$ref"].rsplit("/", 1)[-1]
     if "anyOf" in schema:
@@ -74,6 +76,9 @@ def _operations(spec: dict[str, Any]) -> list[dict[str, Any]]:
                     {"status": status, "description": response.get("description", ""),
                      "model": model}
                 )
+            schemes = spec.get("components", {}).get("securitySchemes", {})
+            auth = [schemes.get(name, {}).get("scheme", name) for requirement in
+                    op.get("security", []) for name in requirement]
             tag = (op.get("tags") or ["other"])[0]
             sections.setdefault(tag, []).append({
                 "method": method.upper(),
@@ -92,6 +97,7 @@ def _operations(spec: dict[str, Any]) -> list[dict[str, Any]]:
                 ],
                 "body": body,
                 "responses": responses,
+                "auth": ", ".join(f"{scheme} token or session" for scheme in auth),
                 "anchor": f"{method}-{path}".replace("/", "-").replace("{", "").replace("}", ""),
             })
     tags = [t["name"] for t in spec.get("tags", [])]

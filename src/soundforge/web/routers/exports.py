@@ -32,9 +32,10 @@ from soundforge.export.mixing import (
 from soundforge.export.naming import safe_value
 from soundforge.export.nistems import STEM_SUFFIX, parse_mapping, write_ni_stems
 from soundforge.export.sources import StemSet, stems_of_job
+from soundforge.filenames import content_disposition
 from soundforge.web.access import owned_job
 from soundforge.web.deps import ApiUser, DbSession
-from soundforge.web.routers.files import MEDIA_TYPES, _attachment
+from soundforge.web.routers.files import MEDIA_TYPES
 
 router = APIRouter(tags=["files"])
 
@@ -71,7 +72,7 @@ def _sweep_stale(root: Path) -> None:
 def _send(path: Path, work: Path, name: str, media_type: str) -> FileResponse:
     return FileResponse(
         path, media_type=media_type,
-        headers={"Content-Disposition": _attachment(name)},
+        headers={"Content-Disposition": content_disposition(name)},
         background=BackgroundTask(shutil.rmtree, work, ignore_errors=True),
     )
 

@@ -11,7 +11,7 @@ directory, so ``../`` (plain or percent-encoded) has nothing to climb.
 
 from __future__ import annotations
 
-import re
+import mimetypes
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -20,25 +20,21 @@ from sqlalchemy import select
 
 from soundforge.db import ProcessingJob, Stem, Track
 from soundforge.db.accounts import get_user_settings
+from soundforge.filenames import content_disposition, safe_filename
 from soundforge.web.access import owned_job, owned_stem, owned_track, resolve_upload
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import NotFound
 from soundforge.web.export_names import templated_zip_entries
+from soundforge.web.schemas import error_responses
 from soundforge.web.zipstream import stream_zip
 
-router = APIRouter(tags=["files"])
+router = APIRouter(tags=["files"], responses=error_responses(401, 404))
 
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
 
 
 def uploads_dir(request: Request) -> Path:
     return Path(request.app.state.settings.data_dir) / "uploads"
-
-
-def safe_filename(text: str, fallback: str = "track") -> str:
-    """A name that is safe in a download header and in any file system."""
-    cleaned = re.sub(r"[^\w\-. ()&,'+]+", "_", text, flags=re.UNICODE).strip(" ._")
-    return cleaned[:120] or fallback
 
 
 def stem_download_name(track: Track, stem: Stem) -> str:
@@ -49,7 +45,6 @@ def stem_download_name(track: Track, stem: Stem) -> str:
     "/files/stems/{job_id}/{file}",
     summary="A stem file of one of your separations (for playback)",
     response_class=FileResponse,
-    responses={404: {"description": "No such stem, or not yours"}},
 )
 def stem_file(
     request: Request, session: DbSession, user: ApiUser, job_id: str, file: str
@@ -70,10 +65,22 @@ def stem_file(
 
 
 @router.get(
+    "/files/tracks/{track_id}/audio",
+    summary="The original audio of one of your tracks (the player's original mix)",
+    response_class=FileResponse,
+)
+def track_audio(request: Request, session: DbSession, user: ApiUser, track_id: str) -> Response:
+    track = owned_track(session, user, track_id)
+    path = resolve_upload(uploads_dir(request), track.file_path)
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type,
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get(
     "/export/stem/{stem_id}",
     summary="Download one stem",
     response_class=FileResponse,
-    responses={404: {"description": "No such stem, or not yours"}},
 )
 def export_stem(request: Request, session: DbSession, user: ApiUser, stem_id: int) -> Response:
     stem = owned_stem(session, user, stem_id)
@@ -85,29 +92,33 @@ def export_stem(request: Request, session: DbSession, user: ApiUser, stem_id: in
         path,
         media_type=MEDIA_TYPES.get(stem.format, "application/octet-stream"),
         # Both forms: a plain name for old clients, the UTF-8 one for the rest.
-        headers={"Content-Disposition": _attachment(stem_download_name(track, stem))},
+        headers={"Content-Disposition": content_disposition(stem_download_name(track, stem))},
     )
 
 
 def zip_entries(
-    session: DbSession, track: Track, uploads: Path, template: str | None = None
+    session: DbSession,
+    track: Track,
+    uploads: Path,
+    jobs: list[ProcessingJob] | None = None,
+    template: str | None = None,
 ) -> list[tuple[str, Path]]:
-    """``{title}/{engine}-{model}-{date}/{stem}.{ext}`` for every completed job's
-    stems, or the names the user's file-name template gives them."""
-    jobs = session.scalars(
-        select(ProcessingJob)
-        .where(ProcessingJob.track_id == track.id, ProcessingJob.status == "completed")
-        .order_by(ProcessingJob.created_at)
-    ).all()
+    """``{title}/{engine}-{model}-{date}/{stem}.{ext}`` for the stems of ``jobs``
+    (default: every completed job of the track), or the names the user's
+    file-name template gives them."""
+    if jobs is None:
+        jobs = list(session.scalars(
+            select(ProcessingJob)
+            .where(ProcessingJob.track_id == track.id, ProcessingJob.status == "completed")
+            .order_by(ProcessingJob.created_at)
+        ).all())
     if template:
         return templated_zip_entries(template, track, jobs, uploads)
     base = safe_filename(track.title)
     entries: list[tuple[str, Path]] = []
     used: set[str] = set()
     for job in jobs:
-        folder = f"{job.engine}-{safe_filename(job.model, 'model')}-" + job.created_at.strftime(
-            "%Y%m%d-%H%M%S"
-        )
+        folder = separation_folder(job)
         while folder in used:
             folder += "-2"
         used.add(folder)
@@ -120,14 +131,52 @@ def zip_entries(
     return entries
 
 
+def separation_folder(job: ProcessingJob) -> str:
+    return f"{job.engine}-{safe_filename(job.model, 'model')}-" + job.created_at.strftime(
+        "%Y%m%d-%H%M%S")
+
+
+def _zip_response(entries: list[tuple[str, Path]], name: str) -> Response:
+    return StreamingResponse(
+        stream_zip(entries),
+        media_type="application/zip",
+        headers={"Content-Disposition": content_disposition(name)},
+    )
+
+
+@router.get(
+    "/export/jobs/{job_id}",
+    summary="Download the stems of one separation as a ZIP (streamed)",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/zip": {}}},
+        **error_responses(404, 422, s404="not_found: no such separation, not yours, or "
+                          "not finished", s422="invalid_option: your file-name template "
+                          "gives two files the same name"),
+    },
+)
+def export_job_stems(request: Request, session: DbSession, user: ApiUser, job_id: str) -> Response:
+    job = owned_job(session, user, job_id)
+    track = session.get(Track, job.track_id)
+    template = get_user_settings(session, user).filename_template
+    entries = zip_entries(session, track, uploads_dir(request), [job], template) if (
+        track is not None and job.status == "completed") else []
+    if track is None or not entries:
+        raise NotFound("finished separation")
+    return _zip_response(entries, f"{safe_filename(track.title)} - {separation_folder(job)}.zip")
+
+
 @router.get(
     "/export/stems/{track_id}",
     summary="Download all stems of a track as one ZIP (streamed)",
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/zip": {}}},
-        404: {"description": "No such track, not yours, or no stems yet"},
-        422: {"description": "Your file-name template gives two files the same name"},
+        **error_responses(
+            404, 422,
+            s404="not_found: no such track, not yours, or no stems yet",
+            s422="invalid_option: your file-name template gives two files the same name",
+        ),
     },
 )
 def export_track_stems(
@@ -135,19 +184,8 @@ def export_track_stems(
 ) -> Response:
     track = owned_track(session, user, track_id)
     template = get_user_settings(session, user).filename_template
-    entries = zip_entries(session, track, uploads_dir(request), template)
+    entries = zip_entries(session, track, uploads_dir(request), template=template)
     if not entries:
         raise NotFound("set of stems")
-    name = f"{safe_filename(track.title)} - stems.zip"
-    return StreamingResponse(
-        stream_zip(entries),
-        media_type="application/zip",
-        headers={"Content-Disposition": _attachment(name)},
-    )
+    return _zip_response(entries, f"{safe_filename(track.title)} - stems.zip")
 
-
-def _attachment(name: str) -> str:
-    from urllib.parse import quote
-
-    ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"

@@ -16,7 +16,9 @@ from soundforge.db.accounts import (
     set_password,
 )
 from soundforge.db.base import is_row_id
-from soundforge.errors import InvalidOptionError
+from soundforge.engines.lalalai.ledger import DatabaseUsageLedger
+from soundforge.engines.lalalai.quota import get_quota
+from soundforge.errors import AuthError, InvalidOptionError, SoundForgeError
 from soundforge.web import catalog
 from soundforge.web.deps import Csrf, DbSession, PageUser, login_session
 from soundforge.web.errors import NotFound
@@ -54,7 +56,7 @@ def settings_page(request: Request, session: DbSession, user: PageUser) -> Respo
 
 def _save(
     request: Request, session: DbSession, user: User, changes: dict[str, Any], done: str,
-    anchor: str,
+    anchor: str, kind: str = "ok",
 ) -> Response:
     try:
         apply_settings_update(request.app.state.settings, get_user_settings(session, user),
@@ -64,7 +66,7 @@ def _save(
         session.rollback()
         return render(request, "settings.html", _context(session, user, error=exc.message),
                       user=user, status_code=422)
-    flash(request, "ok", done)
+    flash(request, kind, done)
     return redirect(f"/settings#{anchor}")
 
 
@@ -92,12 +94,41 @@ def save_cloud(
     lalalai_preview: str | None = Form(None),
 ) -> Response:
     changes: dict[str, Any] = {"engine": engine, "lalalai_preview": lalalai_preview is not None}
+    done = "Cloud separation settings saved."
     if remove_key is not None:
         changes["lalalai_api_key"] = None
     elif lalalai_api_key.strip():
         # A blank field keeps the saved key: the page never sends it back.
         changes["lalalai_api_key"] = lalalai_api_key
-    return _save(request, session, user, changes, "Cloud separation settings saved.", "cloud")
+        # A new key is tried at once, and the answer is the page's first line:
+        # a "saved" banner above a key LALAL.AI refuses would mislead.
+        try:
+            checked = _test_key(request, lalalai_api_key.strip())
+        except (AuthError, InvalidOptionError) as exc:
+            # Shown as chosen (engine, preview), though nothing is stored: the
+            # user fixes the key and saves again without redoing the rest.
+            prefs = get_user_settings(session, user)
+            if engine in catalog.ENGINE_LABELS:
+                prefs.engine = engine
+            prefs.lalalai_preview = lalalai_preview is not None
+            page = render(request, "settings.html", _context(
+                session, user, error=f"Nothing was saved. {exc.message}"), user=user,
+                status_code=422)
+            session.rollback()
+            return page
+        except SoundForgeError as exc:
+            # The provider is down or unreachable: keep the key, say it is unchecked.
+            return _save(request, session, user, changes,
+                         f"{done} The key could not be checked now: {exc.message}", "cloud",
+                         kind="info")
+        done += f" The key works: {checked['remaining_minutes']:.1f} minutes left."
+    return _save(request, session, user, changes, done, "cloud")
+
+
+def _test_key(request: Request, key: str) -> dict[str, float]:
+    if len(key) > 200:
+        raise InvalidOptionError("That is not a LALAL.AI key (too long).")
+    return get_quota(request.app.state.settings, key, DatabaseUsageLedger(request.app.state.db))
 
 
 @router.post("/settings/tokens", dependencies=[Csrf])

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from soundforge.errors import SoundForgeError
 from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
+from soundforge.library.separations import delete_separation
 from soundforge.web import catalog
 from soundforge.web.access import owned_job, owned_track
 from soundforge.web.deps import Csrf, DbSession, PageUser
@@ -80,6 +81,9 @@ async def separate(request: Request, user: PageUser, track_id: str) -> Response:
                 {k: v for k, v in options.items() if k in known and v in known[k]}
             )
             context["form_values"]["stems"] = options.get("stems")
+            for name in ("two_stems", "splitter", "extraction_level"):
+                if options.get(name):
+                    context["form_values"][name] = options[name]
             return render(request, "separate.html", context, user=user,
                           status_code=status_for(exc))
     if wants_json(request):
@@ -93,6 +97,47 @@ async def separate(request: Request, user: PageUser, track_id: str) -> Response:
     return redirect(next_url)
 
 
+@router.post("/tracks/separate-batch", dependencies=[Csrf])
+async def separate_batch(request: Request, user: PageUser) -> Response:
+    """The library's batch: one set of options, one job per selected track.
+    Each track is tried on its own: one that cannot start (not enough minutes
+    for a long one, say) is named with the reason, the others still start."""
+    pipeline = request.app.state.pipeline
+    form = await request.form()
+    options, force = options_from_form(form)
+    track_ids = list(dict.fromkeys(str(t) for t in form.getlist("track_ids") if str(t)))
+    if not track_ids:
+        flash(request, "error", "Select at least one track (the box on its card), then "
+              "press Separate selected.")
+        return redirect("/")
+    started = 0
+    refused: list[str] = []
+    for track_id in track_ids:
+        try:
+            await run_in_threadpool(
+                create_separation_job, pipeline, user, track_id, options, force=force)
+            started += 1
+        except SoundForgeError as exc:
+            title = _track_title(pipeline, user, track_id)
+            refused.append(f"{title}: {exc.message}")
+    if started:
+        flash(request, "ok", f"Started {started} separation{'s' if started != 1 else ''}.")
+    if refused:
+        # The flash lives in the session cookie: name a few, count the rest.
+        shown = " · ".join(text[:300] for text in refused[:3])
+        more = f" · and {len(refused) - 3} more" if len(refused) > 3 else ""
+        flash(request, "error", f"Not started: {shown}{more}")
+    return redirect("/")
+
+
+def _track_title(pipeline: Any, user: Any, track_id: str) -> str:
+    with pipeline.db.session() as session:
+        try:
+            return str(owned_track(session, user, track_id).title)
+        except NotFound:
+            return "a track that is not in your library"
+
+
 @router.post("/jobs/{job_id}/cancel", dependencies=[Csrf])
 async def cancel(request: Request, user: PageUser, job_id: str) -> Response:
     pipeline = request.app.state.pipeline
@@ -103,6 +148,14 @@ async def cancel(request: Request, user: PageUser, job_id: str) -> Response:
         return JSONResponse(job_dict(job))
     flash(request, "info", "Cancelling the separation.")
     return redirect(f"/tracks/{job.track_id}")
+
+
+@router.post("/jobs/{job_id}/delete", dependencies=[Csrf])
+async def delete_job(request: Request, user: PageUser, job_id: str) -> Response:
+    track_id = await run_in_threadpool(delete_separation, request.app.state.pipeline, user,
+                                       job_id)
+    flash(request, "ok", "Separation deleted with its stems.")
+    return redirect(f"/tracks/{track_id}")
 
 
 @router.get("/events")

@@ -1,7 +1,7 @@
 // SoundForge pages: progressive enhancement over server-rendered HTML.
 // Every form works without this file; the script adds drag-and-drop uploads
-// with progress, the Separate dialog, live job status over SSE and the
-// settings page's buttons. Plain JS: the pages are few and a framework would
+// with progress, live job status over SSE and the settings page's buttons
+// (the Separate dialog and the batch are in separate.js). Plain JS: the pages are few and a framework would
 // only add weight and a build step.
 "use strict";
 
@@ -170,103 +170,6 @@
     }
   }
 
-  // ---- separate form -----------------------------------------------------
-
-  function initSeparateForms() {
-    document.querySelectorAll("form[data-separate-form]").forEach(setupSeparateForm);
-    const dialog = document.getElementById("separate-dialog");
-    if (!dialog) return;
-    const form = dialog.querySelector("form");
-    document.querySelectorAll("[data-open-separate]").forEach((link) => {
-      link.addEventListener("click", (event) => {
-        event.preventDefault();
-        form.action = link.dataset.action;
-        dialog.querySelector("[data-track-title]").textContent = link.dataset.trackTitle || "";
-        const submit = form.querySelector('[type="submit"]');
-        submit.disabled = false;
-        submit.textContent = submit.dataset.label || submit.textContent;
-        dialog.showModal();
-      });
-    });
-    dialog.querySelectorAll("[data-close-dialog]").forEach((btn) =>
-      btn.addEventListener("click", () => dialog.close()));
-  }
-
-  function setupSeparateForm(form) {
-    const models = JSON.parse(form.dataset.models || "{}");
-    const lalalStems = JSON.parse(form.dataset.lalalaiStems || "[]");
-    const stemBox = form.querySelector("[data-stem-choices]");
-    const modelSelect = form.querySelector('select[name="model"]');
-    const table = form.closest("dialog, .panel, main").querySelector("table.compare");
-    const selectedStems = new Set(JSON.parse(form.dataset.selectedStems || "[]"));
-
-    const engine = () => {
-      const checked = form.querySelector('input[name="engine"]:checked');
-      return checked ? checked.value : "local";
-    };
-
-    const renderStems = () => {
-      const names = engine() === "lalalai" ? lalalStems : (models[modelSelect.value] || []);
-      const before = new Set(Array.from(stemBox.querySelectorAll("input:checked")).map((i) => i.value));
-      const keep = before.size ? before : selectedStems;
-      stemBox.innerHTML = "";
-      names.forEach((name) => {
-        const label = document.createElement("label");
-        label.className = "choice";
-        const box = document.createElement("input");
-        box.type = "checkbox";
-        box.name = "stems";
-        box.value = name;
-        // Local models default to every stem; LALAL.AI charges per stem, so
-        // it starts from what the user picked before (or vocals).
-        box.checked = keep.size ? keep.has(name) : (engine() === "local" || name === "vocals");
-        label.appendChild(box);
-        label.appendChild(document.createTextNode(" " + name.replace(/_/g, " ")));
-        stemBox.appendChild(label);
-      });
-      if (!stemBox.querySelector("input:checked") && stemBox.querySelector("input")) {
-        stemBox.querySelector("input").checked = engine() === "lalalai";
-        if (engine() === "local") stemBox.querySelectorAll("input").forEach((i) => { i.checked = true; });
-      }
-    };
-
-    const sync = () => {
-      const which = engine();
-      form.querySelectorAll("[data-engine-only]").forEach((el) => {
-        el.hidden = el.dataset.engineOnly !== which;
-        el.querySelectorAll("input, select").forEach((i) => { i.disabled = el.hidden; });
-      });
-      if (table) {
-        table.querySelectorAll("tr[data-model]").forEach((row) => {
-          const on = which === "lalalai" ? row.dataset.model === "lalalai" : row.dataset.model === modelSelect.value;
-          row.classList.toggle("is-selected", on);
-        });
-      }
-      renderStems();
-    };
-
-    form.querySelectorAll('input[name="engine"]').forEach((r) => r.addEventListener("change", () => {
-      stemBox.innerHTML = "";
-      sync();
-    }));
-    if (modelSelect) modelSelect.addEventListener("change", sync);
-    sync();
-
-    // A double click must not start two jobs: the button is disabled on the
-    // first submit (the server also refuses a duplicate of an active job).
-    form.addEventListener("submit", (event) => {
-      const submit = form.querySelector('[type="submit"]');
-      if (form.dataset.submitting === "1") { event.preventDefault(); return; }
-      form.dataset.submitting = "1";
-      if (submit) {
-        submit.dataset.label = submit.dataset.label || submit.textContent;
-        submit.textContent = "Starting…";
-        // Disable after the browser has collected the form data.
-        setTimeout(() => { submit.disabled = true; }, 0);
-      }
-    });
-  }
-
   // ---- live job status ------------------------------------------------------
 
   const FINAL = new Set(["completed", "failed", "cancelled"]);
@@ -384,6 +287,9 @@
     const quotaBox = document.querySelector("[data-quota]");
     const showQuota = (q) => {
       if (!quotaBox) return;
+      // Fresh minutes replace whatever error the page showed before.
+      const quotaNote = quotaBox.querySelector("[data-quota-note]");
+      if (quotaNote) quotaNote.textContent = "";
       quotaBox.querySelector("[data-remaining]").textContent = q.remaining_minutes.toFixed(1);
       quotaBox.querySelector("[data-used]").textContent = q.used_minutes.toFixed(1);
       quotaBox.querySelector("[data-total]").textContent = q.quota_minutes.toFixed(1);
@@ -410,6 +316,8 @@
           const result = await api("POST", testBtn.dataset.url, { key: input && input.value ? input.value : null });
           note(out, `Key works: ${result.remaining_minutes.toFixed(1)} minutes left.`, true);
           showQuota(result);
+          // A refused save's banner is about an older key: it no longer applies.
+          document.querySelectorAll("[data-key-error]").forEach((el) => { el.hidden = true; });
         } catch (error) {
           note(out, error.message, false);
         } finally {
@@ -462,7 +370,6 @@
     initConfirms();
     initUploads();
     initToolbar();
-    initSeparateForms();
     initLiveJobs();
     initCancelForms();
     initTrackPageRefresh();

@@ -20,6 +20,9 @@
   const MAX_DRIFT = 0.04;
   const DRIFT_CHECK = 0.5;
 
+  // The Space-bar hint is for a keyboard and a mouse, not a touch screen.
+  const KEYBOARD = window.matchMedia("(hover: hover) and (pointer: fine)").matches;
+
   const fmt = (seconds) => {
     const s = Math.max(0, Math.floor(seconds));
     return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
@@ -114,7 +117,8 @@
         source: null,
         gain: this.ctx.createGain(),
         volume: 1,
-        muted: false,
+        // Complements and the original mix start muted (see _player.html).
+        muted: row.dataset.defaultMuted === "1",
         solo: false,
       }));
       this.stems.forEach((s) => s.gain.connect(this.master));
@@ -172,7 +176,7 @@
       }
       this.status.textContent = failed
         ? `${failed} stem${failed > 1 ? "s" : ""} could not be loaded.`
-        : "Ready. Space plays and pauses while the player has focus.";
+        : `Ready.${KEYBOARD ? " Space plays and pauses while the player has focus." : ""}`;
       this.playBtn.disabled = false;
       this.setState("ready");
       this.render();
@@ -249,6 +253,7 @@
         const mute = stem.row.querySelector("[data-mute]");
         const solo = stem.row.querySelector("[data-solo]");
         const volume = stem.row.querySelector("[data-volume]");
+        mute.setAttribute("aria-pressed", String(stem.muted));
         mute.addEventListener("click", () => {
           stem.muted = !stem.muted;
           mute.setAttribute("aria-pressed", String(stem.muted));
