@@ -131,7 +131,7 @@ def test_presets_offered_follow_the_stems_there_are() -> None:
         (["--solo", "kazoo"], "no kazoo stem"),
         (["--mute", "drums,bass,other,vocals"], "This mix is silent"),
         (["--preset", "nightcore"], "Unknown mix preset 'nightcore'"),
-        (["--preset", "drumless", "--mute", "bass"], "use it alone"),
+        (["--preset", "drumless", "--mute", "bass"], "give it alone"),
         (["--format", "ogg"], "Unknown mix format 'ogg'"),
         (["-o", "mix.flac"], "must end in .wav"),
     ],

@@ -99,7 +99,7 @@ def test_mix_download_is_the_players_sum(alice: User, pipeline, job, tmp_path: P
         ("mix=vocals=2", "from 0 to 1"),
         ("mute=drums,bass,other,vocals", "This mix is silent"),
         ("preset=nightcore", "Unknown mix preset"),
-        ("preset=drumless&mute=bass", "send it alone"),
+        ("preset=drumless&mute=bass", "give it alone"),
         ("format=ogg", "Unknown mix format"),
     ],
 )

@@ -16,14 +16,7 @@ from soundforge.cli.output import error, stdout
 from soundforge.config import get_settings
 from soundforge.db import Database, ProcessingJob
 from soundforge.errors import InvalidOptionError, SoundForgeError
-from soundforge.export.mixing import (
-    MIX_FORMATS,
-    MixState,
-    parse_gains,
-    parse_names,
-    preset_state,
-    render_mix,
-)
+from soundforge.export.mixing import render_mix, requested_state
 from soundforge.export.naming import safe_value
 from soundforge.export.nistems import STEM_SUFFIX, parse_mapping, write_ni_stems
 from soundforge.export.sources import StemSet, stems_in_folder, stems_of_job
@@ -140,19 +133,10 @@ def mix_command(
     """Render a mix of existing stems to one file, as the web player would play it."""
     try:
         stem_set = load_source(source)
-        if fmt.lower() not in MIX_FORMATS:
-            raise InvalidOptionError(f"Unknown mix format {fmt!r}: use {', '.join(MIX_FORMATS)}.")
-        if preset and (mix or mute or solo):
-            raise InvalidOptionError(
-                "--preset sets the whole mix: use it alone, or --mix/--mute/--solo without it."
-            )
-        state = (
-            preset_state(preset, stem_set.names)
-            if preset
-            else MixState(parse_gains(mix), parse_names(mute), parse_names(solo))
+        state = requested_state(
+            stem_set.names, preset=preset, mix=mix, mute=mute, solo=solo,
+            master=master_volume, fmt=fmt,
         )
-        state = MixState(state.gains, state.muted, state.soloed, master_volume)
-        state.check_against(stem_set.names)
         label = preset.lower() if preset else "mix"
         target = output_path(
             output, stem_set, f" ({label}).{fmt.lower()}", f".{fmt.lower()}", source

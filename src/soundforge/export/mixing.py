@@ -131,6 +131,36 @@ def preset_state(preset: str, stems: Iterable[str]) -> MixState:
     return MixState(muted=frozenset({needed}))
 
 
+def requested_state(
+    stems: Iterable[str],
+    *,
+    preset: str | None,
+    mix: str | None,
+    mute: str | None,
+    solo: str | None,
+    master: float,
+    fmt: str,
+) -> MixState:
+    """The mix a request asks for (a preset, or volumes, mutes and solos, with
+    the master), checked against the stems there are and the output format.
+    The CLI and the web take the same words, so they share this."""
+    names = list(stems)
+    if fmt.lower() not in MIX_FORMATS:
+        raise InvalidOptionError(f"Unknown mix format {fmt!r}: use {', '.join(MIX_FORMATS)}.")
+    if preset and (mix or mute or solo):
+        raise InvalidOptionError(
+            "A preset sets the whole mix: give it alone, or mix, mute and solo without it."
+        )
+    state = (
+        preset_state(preset, names)
+        if preset
+        else MixState(parse_gains(mix), parse_names(mute), parse_names(solo))
+    )
+    state = MixState(state.gains, state.muted, state.soloed, master)
+    state.check_against(names)
+    return state
+
+
 def available_presets(stems: Iterable[str]) -> list[str]:
     """The presets that make sense for a separation with these stems."""
     names = set(stems)

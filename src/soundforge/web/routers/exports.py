@@ -20,15 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
-from soundforge.errors import InvalidOptionError
-from soundforge.export.mixing import (
-    MIX_FORMATS,
-    MixState,
-    parse_gains,
-    parse_names,
-    preset_state,
-    render_mix,
-)
+from soundforge.export.mixing import render_mix, requested_state
 from soundforge.export.naming import safe_value
 from soundforge.export.nistems import STEM_SUFFIX, parse_mapping, write_ni_stems
 from soundforge.export.sources import StemSet, stems_of_job
@@ -36,6 +28,7 @@ from soundforge.filenames import content_disposition
 from soundforge.web.access import owned_job
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.routers.files import MEDIA_TYPES
+from soundforge.web.schemas import error_responses
 
 router = APIRouter(tags=["files"])
 
@@ -83,8 +76,11 @@ def _send(path: Path, work: Path, name: str, media_type: str) -> FileResponse:
     response_class=FileResponse,
     responses={
         200: {"content": {NI_MEDIA_TYPE: {}}},
-        404: {"description": "No such job, or not yours"},
-        422: {"description": "A bad codec or stem mapping, or a job without stems"},
+        **error_responses(
+            404, 422,
+            s404="not_found: no such job, or not yours",
+            s422="invalid_option: a bad codec or stem mapping, or a job without stems",
+        ),
     },
 )
 def export_ni_stems(
@@ -115,8 +111,11 @@ def export_ni_stems(
     response_class=FileResponse,
     responses={
         200: {"content": {"audio/wav": {}, "audio/flac": {}, "audio/mpeg": {}}},
-        404: {"description": "No such job, or not yours"},
-        422: {"description": "A stem the job lacks, a volume out of range, a silent mix …"},
+        **error_responses(
+            404, 422,
+            s404="not_found: no such job, or not yours",
+            s422="invalid_option: a stem the job lacks, a volume out of range, a silent mix …",
+        ),
     },
 )
 def export_mix(
@@ -133,19 +132,9 @@ def export_mix(
 ) -> Response:
     source = _source(request, session, user, job_id)
     fmt = format.lower()
-    if fmt not in MIX_FORMATS:
-        raise InvalidOptionError(f"Unknown mix format {format!r}: use {', '.join(MIX_FORMATS)}.")
-    if preset and (mix or mute or solo):
-        raise InvalidOptionError(
-            "A preset sets the whole mix: send it alone, or mix/mute/solo without it."
-        )
-    state = (
-        preset_state(preset, source.names)
-        if preset
-        else MixState(parse_gains(mix), parse_names(mute), parse_names(solo))
+    state = requested_state(
+        source.names, preset=preset, mix=mix, mute=mute, solo=solo, master=master, fmt=fmt
     )
-    state = MixState(state.gains, state.muted, state.soloed, master)
-    state.check_against(source.names)
     label = preset.lower() if preset else "mix"
     name = f"{safe_value(source.track, 'track')} ({label}).{fmt}"
     work = _work_dir(request)

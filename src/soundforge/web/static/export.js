@@ -15,7 +15,9 @@
     const gains = [];
     const muted = [];
     const soloed = [];
-    card.querySelectorAll("[data-stem]").forEach((row) => {
+    // The original-mix row is there to A/B against the stems; it is not a stem,
+    // and an exported mix is made of the separation's stems only.
+    card.querySelectorAll("[data-stem]:not([data-original])").forEach((row) => {
       const name = row.dataset.name;
       const volume = row.querySelector("[data-volume]");
       const value = volume ? Number(volume.value) / 100 : 1;
