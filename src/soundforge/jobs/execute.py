@@ -30,20 +30,20 @@ from soundforge.audio.probe import probe
 from soundforge.db.base import utcnow
 from soundforge.db.models import JobStatus, ProcessingJob, Stem, Track, UserSettings
 from soundforge.engines.base import CancelToken
-from soundforge.engines.lalalai.engine import LalalaiEngine, ProviderWork
+from soundforge.engines.lalalai.engine import LalalaiEngine
+from soundforge.engines.local.engine import LocalEngine
 from soundforge.errors import CancelledError, InputAudioError, RunnerLostError, SoundForgeError
 from soundforge.jobs import state
 from soundforge.jobs.engines import EngineSet, lalalai_key_for
 from soundforge.jobs.events import JobEvent
 from soundforge.jobs.options import options_from_dict
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.jobs.recorders import NoticeRecorder, ProgressReporter, ProviderWorkRecorder
 from soundforge.jobs.releases import UnreleasedRecorder
 from soundforge.jobs.retry import after_runner_lost
 from soundforge.library.files import job_stems_dir, remove_job_files, remove_tree
 
 log = logging.getLogger(__name__)
-
-PROGRESS_STEP = 10
 
 # Why a running job's token was set (see JobMonitor).
 CANCELLED = "cancelled"  # the user asked
@@ -94,48 +94,6 @@ class JobMonitor:
     def reason(self, job_id: str) -> str | None:
         with self._lock:
             return self._reasons.get(job_id)
-
-
-class ProgressReporter:
-    """The engine's whole percents → one DB write + event per 10 % step."""
-
-    def __init__(self, pipeline: Pipeline, job_id: str, worker_id: str) -> None:
-        self.pipeline = pipeline
-        self.job_id = job_id
-        self.worker_id = worker_id
-        self.written = 0
-
-    def __call__(self, percent: int) -> None:
-        step = (int(percent) // PROGRESS_STEP) * PROGRESS_STEP
-        # 100 is written by the completion itself, together with the stems.
-        if step <= self.written or step >= 100:
-            return
-        self.written = step
-        try:
-            state.set_progress(self.pipeline, self.job_id, self.worker_id, step)
-        except Exception as exc:  # a progress write must never kill the separation
-            log.warning("could not record progress of job %s: %s", self.job_id, exc)
-
-
-class ProviderWorkRecorder:
-    """The LALAL.AI engine's source and task ids → the job row, as soon as each
-    exists, so the row shows them while the job runs and recovery can release
-    them if this worker dies."""
-
-    def __init__(self, pipeline: Pipeline, job_id: str, worker_id: str) -> None:
-        self.pipeline = pipeline
-        self.job_id = job_id
-        self.worker_id = worker_id
-
-    def __call__(self, work: ProviderWork) -> None:
-        try:
-            state.record_provider_work(
-                self.pipeline, self.job_id, self.worker_id, work.task_ids, work.source_id
-            )
-        except Exception as exc:
-            # Like progress, a failed write must not kill a paid separation: the
-            # only loss is that a crash right now would leave the tasks running.
-            log.warning("could not record the provider tasks of job %s: %s", self.job_id, exc)
 
 
 def run_job(
@@ -225,6 +183,11 @@ def _run_claimed(
                 on_tasks=ProviderWorkRecorder(pipeline, job_id, worker_id),
                 on_unreleased=UnreleasedRecorder(pipeline, job_id, owner, api_key or ""),
                 upload_name=upload_name,
+            )
+        elif isinstance(engine, LocalEngine):
+            stems = engine.separate(
+                input_path, options, reporter, token, destination,
+                on_message=NoticeRecorder(pipeline, job_id, worker_id),
             )
         else:
             stems = engine.separate(input_path, options, reporter, token, destination)

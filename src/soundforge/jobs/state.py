@@ -143,6 +143,14 @@ def set_progress(pipeline: Pipeline, job_id: str, worker_id: str, progress: int)
     )
 
 
+def note(
+    pipeline: Pipeline, job_id: str, worker_id: str, event: str, message: str
+) -> JobEvent | None:
+    """One entry in a running job's history (while it is still ours)."""
+    history = history_with(pipeline, job_id, event, message)
+    return transition(pipeline, job_id, _owned(worker_id), {"history": history})
+
+
 def fail(
     pipeline: Pipeline, job_id: str, worker_id: str, message: str, code: str,
     history: list[Any] | None = None,
