@@ -29,6 +29,11 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SOUNDFORGE_DATA_DIR", str(tmp_path / "data"))
+    # Two pytest workers share the machine's cores: a runner each on every core
+    # would only fight over them. Tests that are about threads set their own.
+    monkeypatch.setenv("SOUNDFORGE_THREADS", "1")
+    # Retries of a failing fake provider, without the real back-off's seconds.
+    monkeypatch.setenv("SOUNDFORGE_LALALAI_RETRY_BASE_DELAY", "0.01")
     # Never reach for the network: the hub is unreachable on test machines anyway.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 

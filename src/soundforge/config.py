@@ -84,6 +84,13 @@ class Settings(BaseSettings):
         ),
     )
     lalalai_poll_interval: float = Field(default=2.0, gt=0)
+    lalalai_retry_base_delay: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="Seconds before the first retry of a failed LALAL.AI request; each "
+        "further retry waits twice as long (with jitter, at most 20 s).",
+    )
 
     # --- service ------------------------------------------------------------
     database_url: str | None = Field(

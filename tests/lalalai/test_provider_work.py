@@ -12,7 +12,6 @@ from pydantic import SecretStr
 
 from soundforge.config import Settings
 from soundforge.engines.base import CancelToken, SeparationOptions
-from soundforge.engines.lalalai import engine as engine_module
 from soundforge.engines.lalalai.client import LalalaiClient
 from soundforge.engines.lalalai.engine import (
     LalalaiEngine,
@@ -145,11 +144,10 @@ def test_release_never_raises_and_never_shows_the_key(
 ) -> None:
     fake.hold()
     source_id, task_ids = _orphaned_work(fake, song, ["piano"])
-    monkeypatch.setattr(engine_module, "RELEASE_RETRY", FAST_RETRY)
 
     fake.fail_next("cancel", times=FAST_RETRY.attempts)
     fake.fail_next("delete", times=FAST_RETRY.attempts)
-    down = release_provider_work(settings, fake.key, task_ids, source_id)
+    down = release_provider_work(settings, fake.key, task_ids, source_id, retry=FAST_RETRY)
     assert not down.complete and not down.cancelled and not down.source_deleted
     assert "Could not clean up at LALAL.AI" in down.summary()
     assert fake.tasks[task_ids[0]].status == "progress"

@@ -15,8 +15,7 @@ from sqlalchemy import func, select
 
 from soundforge.db.accounts import set_lalalai_key
 from soundforge.db.models import ProcessingJob, Stem, UserSettings
-from soundforge.engines.lalalai import engine as engine_module
-from soundforge.engines.lalalai.client import LalalaiClient, RetryPolicy
+from soundforge.engines.lalalai.client import LalalaiClient
 from soundforge.errors import QuotaError
 from soundforge.jobs import cancel_job, create_separation_job
 from soundforge.jobs.recovery import make_worker_id, recover
@@ -226,8 +225,6 @@ def test_dead_run_out_of_attempts_fails_saying_its_tasks_were_cancelled(
 def test_dead_run_cleanup_that_cannot_reach_the_provider_says_so(
     pipeline, lalalai_user, make_track, fake_lalalai, monkeypatch
 ):
-    monkeypatch.setattr(engine_module, "RELEASE_RETRY",
-                        RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.01))
     fake_lalalai.hold()
     job = create_separation_job(pipeline, lalalai_user, make_track(), {"stems": "vocals"})
     task_id, source_id = _dead_run_with_provider_work(pipeline, job.id, fake_lalalai)

@@ -104,6 +104,12 @@ class RetryPolicy:
         cap = min(self.max_delay, self.base_delay * (2 ** max(retry - 1, 0)))
         return random.uniform(cap / 2, cap)
 
+    @classmethod
+    def for_settings(cls, base_delay: float) -> RetryPolicy:
+        """The default policy with the installation's first delay
+        (``SOUNDFORGE_LALALAI_RETRY_BASE_DELAY``)."""
+        return cls(base_delay=base_delay, max_delay=max(cls.max_delay, base_delay))
+
 
 @dataclass(frozen=True)
 class UploadedSource:

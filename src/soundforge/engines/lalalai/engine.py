@@ -28,7 +28,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ class LalalaiEngine:
     ) -> None:
         self.settings = settings or get_settings()
         self._key = resolve_key(api_key, self.settings)
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy.for_settings(self.settings.lalalai_retry_base_delay)
         self.poll_interval = poll_interval or self.settings.lalalai_poll_interval
         self.check_limit = check_limit
         self.check_window = check_window
@@ -716,7 +716,8 @@ def cancel_tasks(
 # A dead run's clean-up happens in a worker's reconciler, which must not hang
 # on an unreachable provider for minutes: two quick tries, then give up (the
 # provider expires the file on its own).
-RELEASE_RETRY = RetryPolicy(attempts=2, base_delay=0.5, max_delay=2.0)
+# Two tries, briefly: what fails is recorded and retried later with backoff.
+RELEASE_ATTEMPTS = 2
 RELEASE_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 
@@ -791,8 +792,11 @@ def release_provider_work(
     deleted = False
     retry_tasks: tuple[str, ...] = ()
     retry_source: str | None = None
+    retry = retry or replace(
+        RetryPolicy.for_settings(settings.lalalai_retry_base_delay), attempts=RELEASE_ATTEMPTS
+    )
     with LalalaiClient(
-        settings.lalalai_url, key, retry=retry or RELEASE_RETRY, timeout=timeout or RELEASE_TIMEOUT
+        settings.lalalai_url, key, retry=retry, timeout=timeout or RELEASE_TIMEOUT
     ) as client:
         if task_ids:
             try:

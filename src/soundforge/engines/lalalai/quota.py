@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pydantic import SecretStr
 
 from soundforge.config import Settings, get_settings
-from soundforge.engines.lalalai.client import LalalaiClient
+from soundforge.engines.lalalai.client import LalalaiClient, RetryPolicy
 from soundforge.engines.lalalai.keys import key_id, require_key
 from soundforge.engines.lalalai.ledger import DatabaseUsageLedger, UsageLedger
 from soundforge.errors import QuotaError
@@ -85,7 +85,10 @@ def get_quota(
     settings = settings or get_settings()
     key = require_key(api_key, settings)
     own = client is None
-    client = client or LalalaiClient(settings.lalalai_url, key)
+    client = client or LalalaiClient(
+        settings.lalalai_url, key,
+        retry=RetryPolicy.for_settings(settings.lalalai_retry_base_delay),
+    )
     try:
         remaining = client.minutes_left()  # the provider's figure: the truth
     finally:
