@@ -208,3 +208,20 @@ def test_worker_slots_spread_over_the_gpus(monkeypatch: pytest.MonkeyPatch,
     one = LocalEngine(settings, placement=RunnerPlacement(1, 2))
     assert one.device_for(SeparationOptions(device="cuda")) == "cuda"
     one.close()
+
+
+def test_apple_metal_is_taken_where_it_is_there(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device_module, "NVIDIA_MARKERS", (str(tmp_path / "no-nvidia"),))
+    assert resolve_device("auto") == torch.device("mps")
+    assert resolve_device("mps") == torch.device("mps")
+    with pytest.raises(InvalidOptionError, match="Apple's Metal has one device, mps"):
+        resolve_device("mps:1")
+    for precision in ("fp32", "bf16", "fp16"):
+        check_precision(precision, torch.device("mps"))  # Metal runs both halves natively
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(InvalidOptionError, match="Metal backend is not available"):
+        resolve_device("mps")
