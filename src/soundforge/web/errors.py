@@ -10,6 +10,7 @@ HTTP status.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -126,19 +127,29 @@ def public_message(request: Request, exc: sf.SoundForgeError) -> str:
     return hide_server_paths(exc.message, request.app.state.settings)
 
 
-def wants_json(request: Request) -> bool:
-    if request.url.path.startswith("/api/") or request.url.path == "/api":
+def scope_wants_json(scope: Mapping[str, Any]) -> bool:
+    """Whether the client of this ASGI request reads JSON errors, not pages.
+
+    On the raw scope, so the middleware that runs before a ``Request`` exists
+    (``guard.py``) decides as the error handlers do."""
+    path = str(scope.get("path", ""))
+    headers = {name.lower(): value for name, value in scope.get("headers", [])}
+    accept = headers.get(b"accept", b"").decode("latin-1")
+    if path.startswith("/api/") or path == "/api":
         return True
-    accept = request.headers.get("accept", "")
     # Scripts: a token, or a file route asked by something that is not a
     # browser page (curl sends */*) gets the JSON error, not an HTML page.
-    if request.headers.get("authorization", "").lower().startswith("bearer "):
+    if headers.get(b"authorization", b"").lower().startswith(b"bearer "):
         return True
-    if request.url.path.startswith(("/export/", "/files/")) and "text/html" not in accept:
+    if path.startswith(("/export/", "/files/")) and "text/html" not in accept:
         return True
     if "application/json" in accept and "text/html" not in accept:
         return True
-    return request.headers.get("x-requested-with", "").lower() == "xmlhttprequest"
+    return headers.get(b"x-requested-with", b"").lower() == b"xmlhttprequest"
+
+
+def wants_json(request: Request) -> bool:
+    return scope_wants_json(request.scope)
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

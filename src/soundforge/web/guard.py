@@ -15,21 +15,11 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from soundforge.web.errors import Unauthenticated
+from soundforge.web.errors import Unauthenticated, scope_wants_json
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The only changes a stranger may ask for: to become someone.
 ANONYMOUS_PATHS = frozenset({"/login", "/signup", "/logout"})
-
-
-def scope_wants_json(scope: Scope) -> bool:
-    """``errors.wants_json`` for a raw ASGI scope (no Request object yet)."""
-    headers = dict(scope.get("headers", []))
-    path = scope.get("path", "")
-    accept = headers.get(b"accept", b"").decode("latin-1")
-    return path.startswith("/api/") or (
-        "application/json" in accept and "text/html" not in accept
-    ) or headers.get(b"x-requested-with", b"").lower() == b"xmlhttprequest"
 
 
 class StrangerGuard:

@@ -13,8 +13,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from soundforge.web.errors import TooLarge
-from soundforge.web.guard import scope_wants_json
+from soundforge.web.errors import TooLarge, scope_wants_json
 
 ENVELOPE_SLACK = 256 * 1024
 
