@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import pytest
 
 from soundforge.config import Settings
-from soundforge.db.accounts import create_user
-from soundforge.db.models import FINAL_STATUSES, ProcessingJob, Track, User
+from soundforge.db.accounts import create_user, set_lalalai_key
+from soundforge.db.models import FINAL_STATUSES, ProcessingJob, Track, User, UserSettings
 from soundforge.jobs import Pipeline
 from soundforge.jobs.state import load_job
 from soundforge.library.tracks import import_track
@@ -199,3 +199,18 @@ def start_worker(
 def staging_dirs(pipeline: Pipeline) -> list[Path]:
     stems = pipeline.stems_dir
     return [p for p in stems.iterdir() if p.name.startswith(".staging-")] if stems.is_dir() else []
+
+
+@pytest.fixture
+def lalalai_user(pipeline, user, fake_lalalai, monkeypatch):  # noqa: F811
+    """``user`` with LALAL.AI as the default engine and the fake server's key.
+    The URL goes into the environment too: worker processes must reach the fake."""
+    monkeypatch.setenv("SOUNDFORGE_LALALAI_URL", fake_lalalai.url)
+    monkeypatch.setenv("SOUNDFORGE_LALALAI_POLL_INTERVAL", "0.2")
+    pipeline.settings.lalalai_url = fake_lalalai.url  # type: ignore[misc]
+    with pipeline.db.transaction() as session:
+        row = session.get(UserSettings, user.id)
+        row.engine = "lalalai"
+        row.lalalai_preview = False
+        set_lalalai_key(pipeline.settings, row, fake_lalalai.key)
+    return user

@@ -13,7 +13,6 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from soundforge.db.accounts import set_lalalai_key
 from soundforge.db.models import ProcessingJob, Stem, UserSettings
 from soundforge.engines.lalalai.client import LalalaiClient
 from soundforge.errors import QuotaError
@@ -21,20 +20,6 @@ from soundforge.jobs import cancel_job, create_separation_job
 from soundforge.jobs.recovery import make_worker_id, recover
 from soundforge.jobs.state import claim, load_job, record_provider_work
 from tests.pipeline.conftest import wait_final, wait_for, wait_status
-
-
-@pytest.fixture
-def lalalai_user(pipeline, user, fake_lalalai, monkeypatch):
-    # The URL in the environment: the worker processes must reach the fake too.
-    monkeypatch.setenv("SOUNDFORGE_LALALAI_URL", fake_lalalai.url)
-    monkeypatch.setenv("SOUNDFORGE_LALALAI_POLL_INTERVAL", "0.2")
-    pipeline.settings.lalalai_url = fake_lalalai.url  # type: ignore[misc]
-    with pipeline.db.transaction() as session:
-        row = session.get(UserSettings, user.id)
-        row.engine = "lalalai"
-        row.lalalai_preview = False
-        set_lalalai_key(pipeline.settings, row, fake_lalalai.key)
-    return user
 
 
 def _stem_types(pipeline, job_id: str) -> list[str]:

@@ -4,29 +4,15 @@ keeps the record and workers retry with backoff until it is done."""
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
-from soundforge.db.accounts import set_lalalai_key
-from soundforge.db.models import ProviderRelease, UserSettings
+from soundforge.db.models import ProviderRelease
 from soundforge.jobs import create_separation_job
 from soundforge.jobs.releases import backoff
 from tests.pipeline.conftest import wait_final, wait_for
 
 OUTAGE = ("check", "cancel", "delete")
 
-
-@pytest.fixture
-def lalalai_user(pipeline, user, fake_lalalai, monkeypatch):
-    monkeypatch.setenv("SOUNDFORGE_LALALAI_URL", fake_lalalai.url)
-    monkeypatch.setenv("SOUNDFORGE_LALALAI_POLL_INTERVAL", "0.2")
-    pipeline.settings.lalalai_url = fake_lalalai.url  # type: ignore[misc]
-    with pipeline.db.transaction() as session:
-        row = session.get(UserSettings, user.id)
-        row.engine = "lalalai"
-        row.lalalai_preview = False
-        set_lalalai_key(pipeline.settings, row, fake_lalalai.key)
-    return user
 
 
 def releases(pipeline) -> list[ProviderRelease]:

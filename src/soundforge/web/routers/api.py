@@ -238,12 +238,9 @@ def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
     # A plain def: FastAPI runs it in its thread pool, and reading a long stem
     # takes seconds that must not block the event loop.
     stem = owned_stem(session, user, stem_id)
-    path = resolve_upload(request.app.state.settings.uploads_dir, stem.file_path)
-    try:
-        peaks = stem_peaks(path)
-    except InputAudioError:
-        raise WebError(500, "stem_damaged", f"The stored {stem.stem_type} stem cannot be "
-                       "read; run the separation again.") from None
+    peaks = _peaks_of(request, stem.file_path, WebError(
+        500, "stem_damaged",
+        f"The stored {stem.stem_type} stem cannot be read; run the separation again."))
     return {"stem_id": stem.id, **peaks}
 
 
@@ -254,13 +251,19 @@ def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
 def api_track_peaks(request: Request, session: DbSession, user: ApiUser,
                     track_id: str) -> dict[str, Any]:
     track = owned_track(session, user, track_id)
-    path = resolve_upload(request.app.state.settings.uploads_dir, track.file_path)
-    try:
-        peaks = stem_peaks(path)
-    except InputAudioError:
-        raise WebError(500, "track_damaged", "The stored audio of this track cannot be "
-                       "read; delete the track and upload it again.") from None
+    peaks = _peaks_of(request, track.file_path, WebError(
+        500, "track_damaged",
+        "The stored audio of this track cannot be read; delete the track and upload it again."))
     return {"track_id": track.id, **peaks}
+
+
+def _peaks_of(request: Request, file_path: str, damaged: WebError) -> dict[str, Any]:
+    """The waveform of a stored file; ``damaged`` is raised when it cannot be read."""
+    path = resolve_upload(request.app.state.settings.uploads_dir, file_path)
+    try:
+        return stem_peaks(path)
+    except InputAudioError:
+        raise damaged from None
 
 
 @router.delete("/jobs/{job_id}", status_code=204, tags=["separations"],
