@@ -19,7 +19,8 @@ import pytest
 
 from tests.support.audio import write_audio
 from tests.support.fake_lalalai import FakeLalalai
-from tests.web.test_browser import CHROMIUM_ARGS, _ensure_chromium, _serve, shot
+from tests.web.test_browser import _serve, shot
+from tests.web.test_browser import browser as browser  # the fixture, shared
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
@@ -38,27 +39,13 @@ def server(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[object]:
-    """Debian's Chromium, as test_browser.py launches it."""
-    executable = _ensure_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
-
-
-@pytest.fixture(scope="module")
 def idle_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """No worker: jobs stay queued for as long as a test looks at them."""
     yield from _serve(tmp_path_factory.mktemp("issue15-idle"), "--no-worker")
 
 
-def new_page(chromium, server: str, email: str, viewport: dict[str, int] = DESKTOP, **options):
-    context = chromium.new_context(viewport=viewport, accept_downloads=True, **options)
+def new_page(browser, server: str, email: str, viewport: dict[str, int] = DESKTOP, **options):
+    context = browser.new_context(viewport=viewport, accept_downloads=True, **options)
     page = context.new_page()
     page.set_default_timeout(20_000)
     page.errors = []
@@ -100,11 +87,11 @@ def inside(inner: dict, outer: dict) -> bool:
 
 
 # --- defect 1 -------------------------------------------------------------------------
-def test_hidden_things_stay_hidden(idle_server: str, chromium, tmp_path: Path) -> None:
+def test_hidden_things_stay_hidden(idle_server: str, browser, tmp_path: Path) -> None:
     """`hidden` wins over the cards' flex layout: no "Listen" link on a job that
     has no stems, and the search box filters as the user types."""
     server = idle_server
-    page = new_page(chromium, server, "hidden@example.com")
+    page = new_page(browser, server, "hidden@example.com")
     first = add_track(page, write_audio(tmp_path / "Morning Walk.wav", seconds=1.0))
     add_track(page, write_audio(tmp_path / "Evening Run.wav", seconds=1.0, seed=3))
     api(page, "POST", f"{server}/api/tracks/{first}/separations")
@@ -138,9 +125,9 @@ def test_hidden_things_stay_hidden(idle_server: str, chromium, tmp_path: Path) -
 
 
 # --- defect 2, two stems, models on this machine ---------------------------------------
-def test_separate_dialog_model_change_and_two_stems(server: str, chromium,
+def test_separate_dialog_model_change_and_two_stems(server: str, browser,
                                                     tmp_path: Path) -> None:
-    page = new_page(chromium, server, "dialog@example.com")
+    page = new_page(browser, server, "dialog@example.com")
     track = add_track(page, write_audio(tmp_path / "Karaoke Night.wav", seconds=3.0))
     page.locator(f"[data-track-id='{track}'] [data-open-separate]").click()
     dialog = page.locator("#separate-dialog")
@@ -204,9 +191,9 @@ def test_separate_dialog_model_change_and_two_stems(server: str, chromium,
 
 
 # --- LALAL.AI choices, cost, complements, details line, preview → full ------------------
-def test_lalalai_choices_cost_and_the_player(server: str, chromium, tmp_path: Path,
+def test_lalalai_choices_cost_and_the_player(server: str, browser, tmp_path: Path,
                                              fake_lalalai: FakeLalalai) -> None:
-    page = new_page(chromium, server, "cloud@example.com")
+    page = new_page(browser, server, "cloud@example.com")
     track = add_track(page, write_audio(tmp_path / "Cloud Song.wav", seconds=4.0))
     fake_lalalai.set_minutes(0.25)
     api(page, "PATCH", f"{server}/api/settings", {"lalalai_api_key": fake_lalalai.key})
@@ -278,8 +265,8 @@ def test_lalalai_choices_cost_and_the_player(server: str, chromium, tmp_path: Pa
 
 
 # --- one separation's ZIP and delete; batch --------------------------------------------
-def test_zip_and_delete_one_separation_and_batch(server: str, chromium, tmp_path: Path) -> None:
-    page = new_page(chromium, server, "batch@example.com")
+def test_zip_and_delete_one_separation_and_batch(server: str, browser, tmp_path: Path) -> None:
+    page = new_page(browser, server, "batch@example.com")
     tracks = [add_track(page, write_audio(tmp_path / f"Batch {n}.wav", seconds=2.0, seed=n))
               for n in range(2)]
     boxes = page.locator("[data-select-track]")
@@ -327,9 +314,9 @@ def test_zip_and_delete_one_separation_and_batch(server: str, chromium, tmp_path
 
 
 # --- defect 6 -------------------------------------------------------------------------
-def test_saving_a_key_says_the_result_at_the_top(server: str, chromium,
+def test_saving_a_key_says_the_result_at_the_top(server: str, browser,
                                                  fake_lalalai: FakeLalalai) -> None:
-    page = new_page(chromium, server, "keys@example.com")
+    page = new_page(browser, server, "keys@example.com")
     fake_lalalai.unknown_key_answer = (400, {"detail": "License key is invalid."})
     page.goto(server + "/settings")
     page.fill("#lalalai_api_key", "not-a-valid-key")
@@ -383,9 +370,9 @@ def no_sideways_scroll(page) -> None:
     assert found["scroll"] <= found["width"] and not found["out"], (page.url, found)
 
 
-def test_phone_width(server: str, chromium, tmp_path: Path) -> None:
+def test_phone_width(server: str, browser, tmp_path: Path) -> None:
     """390 px: cards keep their buttons inside, no page scrolls sideways."""
-    page = new_page(chromium, server, "phone@example.com", PHONE)
+    page = new_page(browser, server, "phone@example.com", PHONE)
     track = add_track(page, write_audio(tmp_path / "A Rather Long Song Title For A Phone.wav",
                                         seconds=2.0))
     card = page.locator(f"[data-track-card][data-track-id='{track}']").bounding_box()
@@ -433,7 +420,7 @@ def test_phone_width(server: str, chromium, tmp_path: Path) -> None:
     page.context.close()
 
     # A touch screen has no Space bar to press: no keyboard hint there.
-    touch = new_page(chromium, server, "touch@example.com", PHONE, has_touch=True,
+    touch = new_page(browser, server, "touch@example.com", PHONE, has_touch=True,
                      is_mobile=True)
     song = add_track(touch, write_audio(tmp_path / "Touch.wav", seconds=1.0))
     api(touch, "POST", f"{server}/api/tracks/{song}/separations")
@@ -446,8 +433,8 @@ def test_phone_width(server: str, chromium, tmp_path: Path) -> None:
     touch.context.close()
 
 
-def test_keyboard_hint_on_a_desktop(server: str, chromium, tmp_path: Path) -> None:
-    page = new_page(chromium, server, "desk@example.com")
+def test_keyboard_hint_on_a_desktop(server: str, browser, tmp_path: Path) -> None:
+    page = new_page(browser, server, "desk@example.com")
     track = add_track(page, write_audio(tmp_path / "Desk.wav", seconds=1.0))
     api(page, "POST", f"{server}/api/tracks/{track}/separations")
     page.wait_for_selector(f"[data-track-id='{track}'] [data-job-status][data-status='completed']",
