@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from soundforge.engines.local.catalog import get_spec
+from soundforge.engines.local.catalog import ModelSpec, get_spec
 from soundforge.errors import ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,20 @@ def _hub_cached(name: str) -> bool:
     )
 
 
+def _roformer_availability(spec: ModelSpec, repo: Path | None) -> Availability:
+    from soundforge.engines.local.roformer.files import locate
+
+    found = locate(spec, repo)
+    if found.missing is None:
+        return Availability(True, f"repo {repo}" if repo is not None else "cache")
+    return Availability(False, found.missing if repo is not None else "not downloaded")
+
+
 def availability(name: str, repo: Path | None) -> Availability:
     """Whether ``name`` can be loaded without a network."""
-    get_spec(name)
+    spec = get_spec(name)
+    if spec.is_roformer:
+        return _roformer_availability(spec, repo)
     if repo is not None:
         if not repo.is_dir():
             return Availability(False, f"model repository {repo} is not a folder")
@@ -103,6 +114,11 @@ def unavailable_reason(name: str, repo: Path | None) -> str | None:
     state = availability(name, repo)
     if state.available:
         return None
+    if get_spec(name).is_roformer:
+        # Never fetched on first use: `soundforge models download` checks the
+        # published checksum and resumes, a separation job should not.
+        where = "(SOUNDFORGE_MODEL_REPO)" if repo is not None else "here"
+        return f"Model {name} is not available {where}: {state.where}. " + _fix_hint(name)
     if repo is not None:
         return f"Model {name} is not available: {state.where} (SOUNDFORGE_MODEL_REPO). " + (
             _fix_hint(name))
@@ -126,7 +142,11 @@ def load_model(name: str, repo: Path | None) -> Any:
     from demucs.pretrained import get_model
     from demucs.repo import ModelLoadingError
 
-    get_spec(name)
+    spec = get_spec(name)
+    if spec.is_roformer:
+        from soundforge.engines.local.roformer.loader import load_roformer
+
+        return load_roformer(spec, repo)
     if repo is not None:
         state = availability(name, repo)
         if not state.available:
@@ -156,7 +176,11 @@ def load_model(name: str, repo: Path | None) -> Any:
 
 def download(name: str) -> str:
     """Fetch ``name`` into the local cache ahead of time; returns where it is."""
-    get_spec(name)
+    spec = get_spec(name)
+    if spec.is_roformer:
+        from soundforge.engines.local.roformer.download import download_model
+
+        return download_model(spec)
     if _hub_cached(name):
         return "already in the cache"
     if not _hub_reachable():
