@@ -75,9 +75,15 @@ def _bag(repo: Path, name: str, sigs: list[str], **extra: Any) -> None:
 
 
 def build_tiny_repo(repo: Path, names: tuple[str, ...] | None = None) -> Path:
-    """Write tiny versions of the four offered models into ``repo``."""
+    """Write tiny versions of the offered models into ``repo`` (the RoFormer
+    ones in their published format too, see ``tiny_roformer.py``)."""
+    from tests.support.tiny_roformer import LAYOUT, write_tiny_roformer
+
     repo.mkdir(parents=True, exist_ok=True)
-    wanted = set(names or ("htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra"))
+    wanted = set(names or ("htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra", *LAYOUT))
+    for seed, name in enumerate(LAYOUT):
+        if name in wanted:
+            write_tiny_roformer(repo, name, seed=100 + seed)
     if "htdemucs" in wanted:
         _bag(repo, "htdemucs", [_save(repo, _package(HTDemucs, tiny_htdemucs_kwargs(FOUR), 1))])
     if "htdemucs_ft" in wanted:

@@ -34,7 +34,12 @@ import torch
 
 from soundforge.audio.reader import AudioReader
 from soundforge.audio.writer import StemWriter, stem_filename
-from soundforge.engines.local.catalog import get_spec, resolve_outputs
+from soundforge.engines.local.catalog import (
+    BS_ROFORMER,
+    MEL_ROFORMER,
+    get_spec,
+    resolve_outputs,
+)
 from soundforge.engines.local.device import resolve_device
 from soundforge.engines.local.request import RunRequest
 from soundforge.engines.local.streaming import (
@@ -60,6 +65,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 ShouldStop = Callable[[], bool]
 Notice = Callable[[str], None]
+
+ROFORMER_FAMILIES = (BS_ROFORMER, MEL_ROFORMER)
 
 # Shorter segments than this lose too much context to be worth a retry.
 MIN_RETRY_SEGMENT = 1.0
@@ -176,6 +183,8 @@ def separate_file(
     outputs = resolve_outputs(spec, request.stems, request.two_stems)
     device = resolve_device(request.device)
     on_progress(0.0, "reading")
+    if getattr(model, "family", None) in ROFORMER_FAMILIES:
+        return _separate_roformer(model, request, outputs, device, on_progress, should_stop)
     if request.seed is not None:
         # The shift offsets come from `random`, as in the official package.
         random.seed(request.seed)
@@ -221,6 +230,24 @@ def separate_file(
                 f"starting again with {shorter:g} s segments."
             )
             segment = shorter
+
+
+def _separate_roformer(
+    model: Any,
+    request: RunRequest,
+    outputs: tuple[str, ...],
+    device: torch.device,
+    on_progress: Progress,
+    should_stop: ShouldStop,
+) -> dict[str, str]:
+    """A RoFormer model: its own chunking, on the raw (un-normalised) mix."""
+    from soundforge.engines.local.roformer.separation import roformer_separation
+
+    stats = measure(request, model.samplerate, model.audio_channels, should_stop)
+    raw_stats = MixStats(0.0, 1.0, stats.length, stats.source_frames)
+    separation = roformer_separation(model, request, device)
+    on_progress(STATS_SHARE, "separating")
+    return stream_to_files(request, outputs, raw_stats, separation, on_progress, should_stop)
 
 
 def default_segment(plan: Plan) -> float:

@@ -50,14 +50,18 @@ class Located:
 
 
 def _find(file: WeightFile, folder: Path) -> Path | None:
+    """The file in ``folder``; for a packaged config, the package's copy unless
+    ``folder`` holds one of the same name (a copy with another chunk_size, say)."""
+    here = folder / file.filename
+    if here.is_file():
+        return here
     if file.packaged is not None:
         try:
             path = packaged_path(file.packaged)
         except FileNotFoundError:
             return None
         return path if path.is_file() else None
-    path = folder / file.filename
-    return path if path.is_file() else None
+    return None
 
 
 def locate(spec: ModelSpec, repo: Path | None) -> Located:

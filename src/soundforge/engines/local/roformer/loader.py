@@ -32,6 +32,7 @@ class RoformerModel:
     """A loaded RoFormer network and what the streaming code needs to run it."""
 
     name: str
+    family: str  # catalog.BS_ROFORMER or MEL_ROFORMER: how inference dispatches
     net: torch.nn.Module
     config: Any  # the package's ConfigDict, as its demix_track reads it
     sources: tuple[str, ...]  # SoundForge's stem names, in the config's order
@@ -154,6 +155,7 @@ def load_roformer(spec: ModelSpec, repo: Path | None) -> RoformerModel:
         )
     return RoformerModel(
         name=spec.name,
+        family=spec.family,
         net=net,
         config=config,
         sources=spec.stems,

@@ -1,0 +1,42 @@
+"""A loaded RoFormer model as the streaming core's ``Separation``."""
+
+from __future__ import annotations
+
+import torch
+
+from soundforge.engines.local.backends import precision_context
+from soundforge.engines.local.device import check_precision
+from soundforge.engines.local.inference import Separation
+from soundforge.engines.local.request import RunRequest
+from soundforge.engines.local.roformer.loader import RoformerModel
+from soundforge.engines.local.roformer.stream import RoformerStream
+
+
+def roformer_separation(
+    model: RoformerModel, request: RunRequest, device: torch.device
+) -> Separation:
+    """One ``RoformerStream`` on ``device`` at the requested precision.
+
+    RoFormer works on the raw mix (no normalisation), so the feed's mean and
+    standard deviation are left at 0 and 1 by the caller. On the CPU one
+    chunk per network call; ``--batch N`` stacks N chunks (on a GPU it is
+    cheap: the chunks are independent and all of the same length).
+    """
+    check_precision(request.precision, device)
+    model.net.to(device)
+    batch = request.batch or 1
+    return Separation(
+        model.samplerate,
+        model.audio_channels,
+        tuple(model.sources),
+        False,
+        lambda feed: [
+            RoformerStream(
+                model,
+                feed,
+                device,
+                precision=lambda: precision_context(device, request.precision),
+                batch=batch,
+            )
+        ],
+    )
