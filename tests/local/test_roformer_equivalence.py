@@ -22,7 +22,13 @@ from soundforge.engines.local.inference import separate_file
 from soundforge.engines.local.loader import load_model
 from soundforge.engines.local.request import RunRequest
 from soundforge.engines.local.roformer.loader import RoformerModel
-from tests.local.equivalence_support import MIN_SDIFF_DB, as_written, decoded_mix, read_stem, sdiff_db
+from tests.local.equivalence_support import (
+    MIN_SDIFF_DB,
+    as_written,
+    decoded_mix,
+    read_stem,
+    sdiff_db,
+)
 from tests.support.audio import write_audio
 from tests.support.tiny_roformer import TINY_CHUNK
 

@@ -9,7 +9,9 @@ from soundforge.cli.output import emit_json, error, stdout
 from soundforge.config import get_settings
 from soundforge.errors import SoundForgeError
 
-models_app = typer.Typer(help="List and download the Demucs models.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="List and download the models (Demucs and RoFormer).", no_args_is_help=True
+)
 
 
 @models_app.command("list")
@@ -21,8 +23,9 @@ def list_models(
     from soundforge.engines.local.loader import availability
 
     settings = get_settings()
-    table = Table(title="Demucs models", title_justify="left")
-    for column in ("model", "stems", "networks", "download", "quality", "speed", "offline"):
+    table = Table(title="Models", title_justify="left")
+    for column in ("model", "family", "stems", "networks", "download", "quality", "speed",
+                   "offline"):
         table.add_column(column)
     for spec in MODELS.values():
         state = availability(spec.name, settings.model_repo)
@@ -31,11 +34,15 @@ def list_models(
                 "model": spec.name, "stems": list(spec.stems), "bag_size": spec.bag_size,
                 "is_bag": spec.is_bag, "download_mb": spec.download_mb,
                 "quality": spec.quality, "speed": spec.speed,
+                "family": spec.family, "author": spec.author, "licence": spec.licence,
+                "published_quality": spec.published.figure if spec.published else None,
+                "published_quality_source": spec.published.source if spec.published else None,
                 "available": state.available, "where": state.where,
             })
             continue
         table.add_row(
             spec.name,
+            spec.family,
             " ".join(spec.stems),
             str(spec.bag_size),
             f"~{spec.download_mb} MB",
@@ -50,11 +57,15 @@ def list_models(
 
 @models_app.command("download")
 def download_model(name: str = typer.Argument(..., help="Model name, e.g. htdemucs")) -> None:
-    """Fetch a model's weights now, so separation works offline later."""
+    """Fetch a model's weights now, so separation works offline later.
+
+    RoFormer files come from their published URLs (or SOUNDFORGE_MODEL_MIRROR),
+    are checked against the published sha256, and an interrupted download
+    resumes where it stopped when the command is run again."""
     from soundforge.engines.local.loader import download
 
     try:
-        where = download(name)
+        where = download(name, on_file=lambda text: stdout.print(text))
     except SoundForgeError as exc:
         error(exc.message)
         raise typer.Exit(1) from None

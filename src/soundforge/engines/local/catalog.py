@@ -245,7 +245,8 @@ def resolve_outputs(
             raise InvalidOptionError(
                 f"Model {spec.name} has no stem {stem!r}; its stems are "
                 f"{', '.join(spec.stems)}."
-                + (" Use htdemucs_6s or bs_roformer_6s for guitar and piano." if stem in SIX_STEMS else "")
+                + (" Use htdemucs_6s or bs_roformer_6s for guitar and piano."
+                   if stem in SIX_STEMS else "")
             )
     if two_stems is not None:
         return (two_stems, f"no_{two_stems}")

@@ -1,6 +1,7 @@
-"""Load Demucs weights through the official package's own loader.
+"""Load model weights: Demucs through the official package's own loader,
+RoFormer models through ``roformer.loader`` (their config and checkpoint).
 
-Two sources, as the official CLI has them:
+Two sources for Demucs, as the official CLI has them:
 
 * a local model repository (``SOUNDFORGE_MODEL_REPO``): ``{sig}.th`` files and
   ``{name}.yaml`` bags, read by ``demucs.repo.LocalRepo``/``BagOnlyRepo``;
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,13 +176,14 @@ def load_model(name: str, repo: Path | None) -> Any:
     return model
 
 
-def download(name: str) -> str:
-    """Fetch ``name`` into the local cache ahead of time; returns where it is."""
+def download(name: str, on_file: Callable[[str], None] | None = None) -> str:
+    """Fetch ``name`` into the local cache ahead of time; returns where it is.
+    ``on_file`` hears about each file as its download starts (RoFormer models)."""
     spec = get_spec(name)
     if spec.is_roformer:
         from soundforge.engines.local.roformer.download import download_model
 
-        return download_model(spec)
+        return download_model(spec, on_file=on_file)
     if _hub_cached(name):
         return "already in the cache"
     if not _hub_reachable():

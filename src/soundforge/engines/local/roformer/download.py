@@ -38,7 +38,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_model(spec: ModelSpec, on_progress: DownloadProgress | None = None) -> str:
+def download_model(
+    spec: ModelSpec,
+    on_file: Callable[[str], None] | None = None,
+    on_progress: DownloadProgress | None = None,
+) -> str:
     """Make the cache hold ``spec``'s files; returns where they are."""
     folder = cache_dir()
     if locate(spec, None).missing is None:
@@ -46,6 +50,11 @@ def download_model(spec: ModelSpec, on_progress: DownloadProgress | None = None)
     folder.mkdir(parents=True, exist_ok=True)
     for file in spec.weight_files:
         if file.packaged is None and not (folder / file.filename).is_file():
+            if on_file is not None:
+                part = folder / f"{file.filename}.part"
+                resume = f", resuming at {part.stat().st_size} bytes" if part.is_file() else ""
+                size = f"{file.size / 1e6:.1f} MB" if file.size else "size unknown"
+                on_file(f"{file.filename} ({size}) from {download_url(file)}{resume}")
             fetch(spec.name, file, folder, on_progress)
     return f"downloaded to {folder}"
 
@@ -117,7 +126,7 @@ def _transfer(
             log.info("%s ignored the range request; downloading %s again", url, part.name)
             have = 0
         with part.open("ab" if resumed else "wb") as out:
-            for block in response.iter_bytes(CHUNK):
+            for block in response.iter_bytes():  # as received: a break keeps what came
                 out.write(block)
                 have += len(block)
                 if on_progress is not None:

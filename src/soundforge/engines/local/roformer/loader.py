@@ -59,7 +59,7 @@ def read_config(name: str, path: Path) -> Any:
 
     loader = _tuple_loader()
     try:
-        raw = yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - SafeLoader subclass
+        raw = yaml.load(path.read_text(), Loader=loader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ModelUnavailableError(
             f"Model {name}: the config {path} cannot be read ({type(exc).__name__}). "
