@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import torch
 
 from soundforge.engines.local.roformer.loader import RoformerModel
+from soundforge.errors import OutOfMemoryError
 
 
 class MixSource(Protocol):
@@ -155,9 +156,26 @@ class RoformerStream:
         return part, length
 
     def _run(self, parts: list[torch.Tensor]) -> list[torch.Tensor]:
-        batch = torch.stack(parts).to(self.device)
-        with torch.no_grad(), self.precision():
-            out = self.model.net(batch)
+        """The network's output for each chunk; out of device memory, the
+        chunks are run in halves (and the batch stays smaller from then on)."""
+        from soundforge.engines.local.backends import is_out_of_memory
+
+        try:
+            batch = torch.stack(parts).to(self.device)
+            with torch.no_grad(), self.precision():
+                out = self.model.net(batch)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if len(parts) == 1:
+                raise OutOfMemoryError(
+                    f"Out of {self.device} memory with one {self.chunk}-sample chunk of "
+                    f"{self.model.name}: free the GPU of other programs, try --precision "
+                    "bf16 (or fp16), or --device cpu."
+                ) from None
+            half = len(parts) // 2
+            self.batch = half
+            return self._run(parts[:half]) + self._run(parts[half:])
         if out.dim() == 3:  # one stem: the network drops the stem axis
             out = out.unsqueeze(1)
         return list(out.float().cpu())
