@@ -171,7 +171,9 @@ def test_models_list_shows_every_model_and_where_it_is(model_env: Path) -> None:
     done = soundforge("models", "list", "--json")
     assert done.returncode == 0
     models = {m["model"]: m for m in map(json.loads, done.stdout.splitlines())}
-    assert set(models) == {"htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra"}
+    assert set(models) == {"htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra",
+                           "bs_roformer_6s", "bs_roformer_vocals", "mel_roformer_vocals",
+                           "mel_roformer_karaoke"}
     assert models["htdemucs_6s"]["stems"] == ["drums", "bass", "other", "vocals", "guitar", "piano"]
     assert models["htdemucs_ft"]["is_bag"] and not models["htdemucs"]["is_bag"]
     assert all(m["available"] for m in models.values())

@@ -1,4 +1,4 @@
-"""What the forms offer: engines, Demucs models, stems, formats, and the
+"""What the forms offer: engines, local models (Demucs and RoFormer), stems, formats, and the
 seed's model comparison table, all read from the engines' own catalogs so the
 web form can never offer something an engine refuses."""
 
@@ -87,7 +87,7 @@ class ModelState:
 
 
 def model_states(repo: Path | None) -> dict[str, ModelState]:
-    """Which Demucs models this machine has (model repository or hub cache),
+    """Which local models this machine has (model repository, hub or download cache),
     and which a first separation would have to download. Asks no network."""
     states = {}
     for name, spec in MODELS.items():
@@ -96,6 +96,10 @@ def model_states(repo: Path | None) -> dict[str, ModelState]:
             states[name] = ModelState(True, "ready")
         elif repo is not None:
             states[name] = ModelState(False, "not in the model repository")
+        elif spec.is_roformer:
+            # Fetched only by `soundforge models download` (checksum, resume),
+            # never by a separation.
+            states[name] = ModelState(False, f"not downloaded (~{spec.download_mb} MB)")
         else:
             states[name] = ModelState(False, f"needs a ~{spec.download_mb} MB download")
     return states

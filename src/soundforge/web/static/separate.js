@@ -155,9 +155,11 @@
       const state = option.dataset.state || "";
       modelNote.textContent = option.dataset.available === "1"
         ? "Ready on this machine."
-        : state.includes("download")
+        : state.startsWith("needs a ")
           ? `Not on this machine yet: the first separation downloads it (${state.replace("needs a ", "")}).`
-          : "Not on this machine: separations with it fail until its files are in the model repository.";
+          : state.startsWith("not downloaded")
+            ? `Not on this machine: run “soundforge models download ${option.value}” on the server first.`
+            : "Not on this machine: separations with it fail until its files are in the model repository.";
       modelNote.classList.toggle("warn", option.dataset.available !== "1");
     };
 

@@ -1,0 +1,82 @@
+"""RoFormer models from the command line: every catalogue entry separates,
+in every output format, with --stems and --two-stems."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from soundforge.engines.local.catalog import MODELS
+from tests.support.audio import write_audio
+
+ROFORMERS = [name for name, spec in MODELS.items() if spec.is_roformer]
+
+
+def soundforge(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "soundforge", *map(str, args)],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ),
+    )
+
+
+@pytest.mark.usefixtures("model_env")
+@pytest.mark.parametrize("name", ROFORMERS)
+def test_every_roformer_model_separates_with_progress(name: str, tmp_path: Path) -> None:
+    song = write_audio(tmp_path / "song.flac", seconds=1.5)
+    done = soundforge("separate", song, "-o", tmp_path / "out", "--model", name, "--json")
+    assert done.returncode == 0, done.stderr
+    messages = [json.loads(line) for line in done.stdout.splitlines()]
+    result = messages[-1]
+    assert result["type"] == "result"
+    assert set(result["stems"]) == set(MODELS[name].stems)
+    for path in result["stems"].values():
+        info = sf.info(path)
+        assert info.samplerate == 44100 and abs(info.frames - 66150) <= 1
+    percents = [m["percent"] for m in messages if m["type"] == "progress"]
+    assert len(set(percents)) > 3 and percents == sorted(percents)
+
+
+@pytest.mark.usefixtures("model_env")
+@pytest.mark.parametrize(
+    ("args", "files"),
+    [
+        (["--format", "flac", "--stems", "guitar,piano"], {"guitar.flac", "piano.flac"}),
+        (["--format", "mp3", "--two-stems", "vocals"], {"vocals.mp3", "no_vocals.mp3"}),
+        (["--format", "wav", "--wav-depth", "24", "--sample-rate", "48000"],
+         {f"{s}.wav" for s in MODELS["bs_roformer_6s"].stems}),
+    ],
+)
+def test_formats_and_stem_choices(args: list[str], files: set[str], tmp_path: Path) -> None:
+    song = write_audio(tmp_path / "song.wav", seconds=1.2, channels=1)
+    done = soundforge("separate", song, "-o", tmp_path / "out", "--model", "bs_roformer_6s",
+                      *args)
+    assert done.returncode == 0, done.stderr
+    written = {p.name for p in (tmp_path / "out" / "song").iterdir()}
+    assert written == files
+    for name in files:
+        if name.endswith((".wav", ".flac")):
+            info = sf.info(str(tmp_path / "out" / "song" / name))
+            assert info.channels == 1  # mono in, mono out
+
+
+@pytest.mark.usefixtures("model_env")
+def test_ni_stems_from_a_roformer_model(tmp_path: Path) -> None:
+    song = write_audio(tmp_path / "song.wav", seconds=1.2)
+    done = soundforge("separate", song, "-o", tmp_path / "out", "--model", "bs_roformer_6s",
+                      "--format", "stem.mp4")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "song.stem.mp4").stat().st_size > 0
+
+
+@pytest.mark.usefixtures("model_env")
+def test_a_stem_the_model_does_not_have_is_refused(tmp_path: Path) -> None:
+    song = write_audio(tmp_path / "song.wav", seconds=1)
+    done = soundforge("separate", song, "--model", "mel_roformer_vocals", "--stems", "drums")
+    assert done.returncode != 0
+    assert "has no stem 'drums'" in done.stderr and "vocals, other" in done.stderr

@@ -1,0 +1,45 @@
+"""A worker runs RoFormer jobs end to end: a real ``soundforge worker`` process,
+the tiny published-format RoFormers from the model repository."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from soundforge.db.models import Stem
+from soundforge.jobs import create_separation_job
+from soundforge.library.files import resolve_upload
+from tests.pipeline.conftest import staging_dirs, wait_final
+
+
+def test_roformer_jobs_complete_with_their_stems(pipeline, user, make_track, start_worker):
+    track = make_track(seconds=2.0)
+    karaoke = create_separation_job(
+        pipeline, user, track, {"model": "mel_roformer_karaoke", "two_stems": "vocals"}
+    )
+    six = create_separation_job(
+        pipeline, user, track, {"model": "bs_roformer_6s", "stems": ["guitar", "piano"],
+                                "format": "flac"}
+    )
+    start_worker()
+    expected = {karaoke.id: ["no_vocals", "vocals"], six.id: ["guitar", "piano"]}
+    for job_id, stems in expected.items():
+        done = wait_final(pipeline, job_id)
+        assert done.status == "completed", done.error_message
+        with pipeline.db.session() as session:
+            rows = list(session.scalars(select(Stem).where(Stem.job_id == job_id)).all())
+        assert sorted(row.stem_type for row in rows) == stems
+        for row in rows:
+            assert resolve_upload(pipeline.settings, row.file_path).stat().st_size > 0
+            assert abs(row.duration - 2.0) < 0.05
+    assert staging_dirs(pipeline) == []
+
+
+def test_a_roformer_job_whose_model_is_missing_fails_with_the_fix(
+    pipeline, user, make_track, start_worker, tmp_path
+):
+    (tmp_path / "empty").mkdir()
+    start_worker(SOUNDFORGE_MODEL_REPO=tmp_path / "empty")
+    job = create_separation_job(pipeline, user, make_track(), {"model": "bs_roformer_vocals"})
+    done = wait_final(pipeline, job.id)
+    assert done.status == "failed" and done.error_code == "model_unavailable"
+    assert "soundforge models download bs_roformer_vocals" in (done.error_message or "")
