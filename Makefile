@@ -35,10 +35,12 @@ typecheck: $(STAMP_TEST)
 bench: $(STAMP_TEST)
 	$(BIN)/python bench/separation.py
 	$(BIN)/python bench/devices.py
+	$(BIN)/python bench/roformer.py
 
 bench-quick: $(STAMP_TEST)
 	$(BIN)/python bench/separation.py --quick
 	$(BIN)/python bench/devices.py --quick
+	$(BIN)/python bench/roformer.py --quick
 
 bench-floor: $(STAMP_TEST)
 	$(BIN)/python bench/floor.py
