@@ -29,6 +29,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SOUNDFORGE_DATA_DIR", str(tmp_path / "data"))
+    # RoFormer downloads: never the developer's own cache.
+    monkeypatch.setenv("SOUNDFORGE_MODEL_CACHE", str(tmp_path / "model-cache"))
     # Two pytest workers share the machine's cores: a runner each on every core
     # would only fight over them. Tests that are about threads set their own.
     monkeypatch.setenv("SOUNDFORGE_THREADS", "1")

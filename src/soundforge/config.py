@@ -30,8 +30,9 @@ class Settings(BaseSettings):
     # --- local engine -------------------------------------------------------
     model_repo: Path | None = Field(
         default=None,
-        description="A local Demucs model repository ({sig}.th + {name}.yaml) used "
-        "instead of the Hugging Face hub.",
+        description="A local model repository used instead of the Hugging Face hub and "
+        "the download cache: Demucs files ({sig}.th + {name}.yaml) and RoFormer files "
+        "(config .yaml + .ckpt under their published names).",
     )
     device: str = Field(
         default="auto",

@@ -126,7 +126,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "bs_roformer_6s", ("bass", "drums", "other", "vocals", "guitar", "piano"), 1, 699,
-            "Very high", "Very slow (CPU); GPU recommended",
+            "Very high", "Not benched yet; GPU recommended",
             "Band-Split RoFormer \"BS-RoFormer-SW\": six stems (adds guitar and piano), "
             "the community's best open multi-stem model.",
             family=BS_ROFORMER,
@@ -149,7 +149,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "bs_roformer_vocals", ("vocals", "other"), 1, 639,
-            "Very high (vocals)", "Very slow (CPU); GPU recommended",
+            "Very high (vocals)", "Not benched yet; GPU recommended",
             "Band-Split RoFormer vocal model (Gabox's fine-tune of viperx's BS-RoFormer "
             "1297): vocals and everything else.",
             family=BS_ROFORMER,
@@ -173,7 +173,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "mel_roformer_vocals", ("vocals", "other"), 1, 913,
-            "Very high (vocals)", "Slow (CPU); GPU recommended",
+            "Very high (vocals)", "Not benched yet; GPU recommended",
             "Kimberley Jensen's Mel-Band RoFormer vocal model: vocals, and the rest of "
             "the mix as \"other\".",
             family=MEL_ROFORMER,
@@ -193,7 +193,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "mel_roformer_karaoke", ("vocals", "other"), 1, 913,
-            "High (lead vocals)", "Slow (CPU); GPU recommended",
+            "High (lead vocals)", "Not benched yet; GPU recommended",
             "Mel-Band RoFormer karaoke model: the lead vocals as \"vocals\", backing "
             "vocals stay with the instruments in \"other\".",
             family=MEL_ROFORMER,
