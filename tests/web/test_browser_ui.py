@@ -402,7 +402,7 @@ def test_phone_width(server: str, browser, tmp_path: Path) -> None:
                            ".textContent.includes('Costs about')")
     no_sideways_scroll(page)
     shot(page, "issue15-phone-dialog-lalalai")
-    dialog.locator("label:has-text('Local Demucs')").click()
+    dialog.locator("label:has-text('Local')").click()
     dialog.locator("label:has-text('Separate stems')").first.click()
     with page.expect_navigation():
         page.locator("#separate-dialog button[type=submit]").click()

@@ -14,7 +14,7 @@ from soundforge.engines.local.device import available_devices, device_label
 from soundforge.engines.local.loader import availability
 from soundforge.stems import DEMUCS_STEMS, LALALAI_STEMS
 
-ENGINE_LABELS = {"local": "Local Demucs", "lalalai": "LALAL.AI cloud"}
+ENGINE_LABELS = {"local": "Local", "lalalai": "LALAL.AI cloud"}  # local: Demucs or RoFormer
 
 
 def device_choices() -> list[tuple[str, str]]:
