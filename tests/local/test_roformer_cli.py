@@ -80,3 +80,20 @@ def test_a_stem_the_model_does_not_have_is_refused(tmp_path: Path) -> None:
     done = soundforge("separate", song, "--model", "mel_roformer_vocals", "--stems", "drums")
     assert done.returncode != 0
     assert "has no stem 'drums'" in done.stderr and "vocals, other" in done.stderr
+
+
+@pytest.mark.usefixtures("model_env")
+@pytest.mark.parametrize(("args", "words"), [
+    (["--shifts", "2"], "--shifts applies to Demucs models only"),
+    (["--overlap", "0.5", "--segment", "3"], "--overlap and --segment apply to Demucs"),
+])
+def test_demucs_chunking_options_are_refused_not_ignored(
+    args: list[str], words: str, tmp_path: Path
+) -> None:
+    song = write_audio(tmp_path / "song.wav", seconds=1)
+    done = soundforge("separate", song, "-o", tmp_path / "out", "--model", "bs_roformer_6s",
+                      *args)
+    assert done.returncode != 0
+    message = " ".join(done.stderr.split())
+    assert words in message and "chunk_size, num_overlap" in message
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.wav"))

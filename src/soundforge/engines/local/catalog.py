@@ -228,6 +228,36 @@ def get_spec(name: str) -> ModelSpec:
         ) from None
 
 
+DEFAULT_SHIFTS = 1
+DEFAULT_OVERLAP = 0.25
+
+
+def check_chunking(
+    spec: ModelSpec, shifts: int, overlap: float, segment: float | None
+) -> None:
+    """Refuse Demucs' chunking options for a RoFormer model rather than ignore
+    them: a RoFormer runs the chunking its config publishes (chunk_size,
+    num_overlap), as its package does."""
+    if not spec.is_roformer:
+        return
+    given = [
+        name
+        for name, asked in (
+            ("--shifts", shifts > DEFAULT_SHIFTS),
+            ("--overlap", overlap != DEFAULT_OVERLAP),
+            ("--segment", segment is not None),
+        )
+        if asked
+    ]
+    if given:
+        raise InvalidOptionError(
+            f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} to Demucs "
+            f"models only; {spec.name} runs the chunking published in its config "
+            "(chunk_size, num_overlap). Leave "
+            f"{'them' if len(given) > 1 else 'it'} out."
+        )
+
+
 def resolve_outputs(
     spec: ModelSpec, stems: tuple[str, ...] | None, two_stems: str | None
 ) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from soundforge.engines.base import (
     SeparationOptions,
     check_numbers,
 )
-from soundforge.engines.local.catalog import get_spec, resolve_outputs
+from soundforge.engines.local.catalog import check_chunking, get_spec, resolve_outputs
 from soundforge.engines.local.device import (
     PRECISIONS,
     RunnerPlacement,
@@ -73,6 +73,7 @@ class LocalEngine:
         spec = get_spec(options.model)
         resolve_outputs(spec, options.stems, options.two_stems)
         validate_common(options)
+        check_chunking(spec, options.shifts, options.overlap, options.segment)
         device = parse_device(options.device or self.settings.device)
         if device != "auto" and device != "cpu":
             resolve_device(device)  # an explicit GPU that is not there: say so now

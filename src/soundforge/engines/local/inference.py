@@ -37,6 +37,7 @@ from soundforge.audio.writer import StemWriter, stem_filename
 from soundforge.engines.local.catalog import (
     BS_ROFORMER,
     MEL_ROFORMER,
+    check_chunking,
     get_spec,
     resolve_outputs,
 )
@@ -243,6 +244,7 @@ def _separate_roformer(
     """A RoFormer model: its own chunking, on the raw (un-normalised) mix."""
     from soundforge.engines.local.roformer.separation import roformer_separation
 
+    check_chunking(get_spec(request.model), request.shifts, request.overlap, request.segment)
     stats = measure(request, model.samplerate, model.audio_channels, should_stop)
     raw_stats = MixStats(0.0, 1.0, stats.length, stats.source_frames)
     separation = roformer_separation(model, request, device)
