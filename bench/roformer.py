@@ -52,7 +52,12 @@ def build(name: str, narrow: bool) -> Any:
 
     from soundforge.engines.local.catalog import get_spec
     from soundforge.engines.local.roformer.files import packaged_path
-    from soundforge.engines.local.roformer.loader import RoformerModel, _build, read_config
+    from soundforge.engines.local.roformer.loader import (
+        RoformerModel,
+        _build,
+        read_config,
+        stem_names,
+    )
 
     spec = get_spec(name)
     assert spec.config is not None and spec.config.packaged is not None
@@ -68,7 +73,8 @@ def build(name: str, narrow: bool) -> Any:
     target = config.training.get("target_instrument")
     instruments = list(config.training.instruments)
     return RoformerModel(
-        name=name, family=spec.family, net=net, config=config, sources=spec.stems,
+        name=name, family=spec.family, net=net, config=config,
+        sources=stem_names(spec, instruments),
         target=instruments.index(target) if target is not None else None,
         samplerate=44100, audio_channels=2,
         chunk_size=int(config.inference.chunk_size),

@@ -99,7 +99,7 @@ def test_an_interrupted_download_resumes_and_the_model_then_loads(
     for name, body in tiny_files.items():
         assert (cache / name).read_bytes() == body
     model = load_model(NAME, None)
-    assert model.sources == ("vocals", "other")
+    assert set(model.sources) == {"vocals", "other"}
     again = runner.invoke(app, ["models", "download", NAME])
     assert again.exit_code == 0 and "already in" in again.output
 
@@ -163,9 +163,18 @@ def test_a_config_that_does_not_match_the_checkpoint_is_refused(repo: Path) -> N
 
 def test_a_config_with_other_instruments_is_refused(repo: Path) -> None:
     config = repo / "config_mel_band_roformer_karaoke_gabox.yaml"
-    config.write_text(config.read_text().replace("- other\n", "- other\n  - drums\n"))
+    text = config.read_text()
+    config.write_text(text.replace("- Vocals\n", "- Vocals\n  - drums\n"))
     with pytest.raises(ModelUnavailableError, match="3 instruments"):
         load_model(NAME, repo)
+    config.write_text(text.replace("- Instrumental\n", "- drums\n"))
+    with pytest.raises(ModelUnavailableError, match="do not name its stems"):
+        load_model(NAME, repo)
+
+
+def test_instruments_are_matched_by_name_not_position(repo: Path) -> None:
+    model = load_model(NAME, repo)  # the config lists the rest first, then the lead
+    assert model.sources == ("other", "vocals") and model.target == 1
 
 
 def test_a_config_that_is_not_a_training_yaml_is_refused(repo: Path) -> None:

@@ -70,7 +70,9 @@ LAYOUT: dict[str, tuple[list[str], str | None]] = {
     "bs_roformer_6s": (["bass", "drums", "other", "vocals", "guitar", "piano"], None),
     "bs_roformer_vocals": (["vocals", "other"], "vocals"),
     "mel_roformer_vocals": (["vocals", "other"], "vocals"),
-    "mel_roformer_karaoke": (["karaoke", "other"], "karaoke"),
+    # Named as the karaoke models' own outputs are ("Vocals" = the lead), and
+    # listed rest-first: the loader matches instruments by name, not position.
+    "mel_roformer_karaoke": (["Instrumental", "Vocals"], "Vocals"),
 }
 
 

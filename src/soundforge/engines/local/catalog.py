@@ -275,7 +275,7 @@ def resolve_outputs(
             raise InvalidOptionError(
                 f"Model {spec.name} has no stem {stem!r}; its stems are "
                 f"{', '.join(spec.stems)}."
-                + (" Use htdemucs_6s or bs_roformer_6s for guitar and piano."
+                + (" Use htdemucs_6s for guitar and piano (or bs_roformer_6s)."
                    if stem in SIX_STEMS else "")
             )
     if two_stems is not None:

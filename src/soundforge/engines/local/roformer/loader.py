@@ -35,8 +35,8 @@ class RoformerModel:
     family: str  # catalog.BS_ROFORMER or MEL_ROFORMER: how inference dispatches
     net: torch.nn.Module
     config: Any  # the package's ConfigDict, as its demix_track reads it
-    sources: tuple[str, ...]  # SoundForge's stem names, in the config's order
-    target: int | None  # index of the one source the network outputs; None = all
+    sources: tuple[str, ...]  # SoundForge's stem names, in the config's (output) order
+    target: int | None  # index in ``sources`` of the one the network outputs; None = all
     samplerate: int
     audio_channels: int
     chunk_size: int
@@ -88,6 +88,38 @@ def _tuple_loader() -> type[yaml.SafeLoader]:
     return Loader
 
 
+# What the community's configs call SoundForge's stems (lower-cased).
+STEM_ALIASES: dict[str, frozenset[str]] = {
+    "vocals": frozenset({"vocals", "vocal", "voice", "karaoke", "lead", "lead_vocals",
+                         "lead vocals"}),
+    "other": frozenset({"other", "instrumental", "instrument", "instruments", "no_vocals",
+                        "accompaniment", "backing", "rest"}),
+}
+
+
+def stem_names(spec: ModelSpec, instruments: list[str]) -> tuple[str, ...]:
+    """SoundForge's stem for each of the config's instruments, in the config's
+    (the network's output) order, matched by name, never by position."""
+    names: list[str] = []
+    for instrument in instruments:
+        key = str(instrument).strip().lower()
+        matches = [stem for stem in spec.stems
+                   if key == stem or key in STEM_ALIASES.get(stem, frozenset())]
+        if len(matches) != 1:
+            raise ModelUnavailableError(
+                f"Model {spec.name}: its config's instruments ({', '.join(map(str, instruments))}) "
+                f"do not name its stems ({', '.join(spec.stems)}): this is not the config "
+                "published with it. " + _fix(spec.name)
+            )
+        names.append(matches[0])
+    if sorted(names) != sorted(spec.stems):
+        raise ModelUnavailableError(
+            f"Model {spec.name}: its config's instruments ({', '.join(map(str, instruments))}) "
+            f"do not name each of its stems ({', '.join(spec.stems)}) once. " + _fix(spec.name)
+        )
+    return tuple(names)
+
+
 def _outputs(spec: ModelSpec, config: Any) -> tuple[int | None, int]:
     """(index of the target source or None, number of network outputs), checked."""
     instruments = list(config.training.get("instruments") or [])
@@ -121,6 +153,7 @@ def load_roformer(spec: ModelSpec, repo: Path | None) -> RoformerModel:
         )
     config = read_config(spec.name, found.config)
     target, outputs = _outputs(spec, config)
+    sources = stem_names(spec, list(config.training.instruments))
     num_stems = int(config.model.get("num_stems", 1))
     if num_stems != outputs:
         raise ModelUnavailableError(
@@ -158,7 +191,7 @@ def load_roformer(spec: ModelSpec, repo: Path | None) -> RoformerModel:
         family=spec.family,
         net=net,
         config=config,
-        sources=spec.stems,
+        sources=sources,
         target=target,
         samplerate=rate,
         audio_channels=2 if config.model.get("stereo", False) else 1,
