@@ -20,7 +20,7 @@ from soundforge.engines.local.request import RunRequest
 from soundforge.engines.local.roformer import stream as stream_module
 from soundforge.engines.local.roformer.loader import RoformerModel
 from soundforge.engines.local.streaming import MixFeed
-from soundforge.errors import CancelledError
+from soundforge.errors import CancelledError, OutOfMemoryError
 from tests.local.equivalence_support import MIN_SDIFF_DB, read_stem, sdiff_db
 from tests.support.audio import write_audio
 from tests.support.tiny_roformer import TINY_CHUNK
@@ -164,3 +164,42 @@ def test_on_a_gpu_the_network_and_chunks_move_and_batches_match_the_cpu(
     assert sizes[0] == 3 and sum(sizes) == chunks_for(int(2.5 * 44100))
     assert sdiff_db({k: read_stem(v) for k, v in ours.items()},
                     {k: read_stem(v) for k, v in reference.items()}) >= MIN_SDIFF_DB
+
+
+def _out_of_memory_above(model: RoformerModel, most: int) -> list[int]:
+    """The network "runs out of device memory" on batches larger than ``most``."""
+    sizes: list[int] = []
+    forward = model.net.forward
+
+    def small_card(batch: torch.Tensor) -> torch.Tensor:
+        sizes.append(batch.shape[0])
+        if batch.shape[0] > most:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8 GiB")
+        return forward(batch)
+
+    model.net.forward = small_card  # type: ignore[method-assign]
+    return sizes
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_output(
+    tiny_repo: Path, model: RoformerModel, tmp_path: Path
+) -> None:
+    source = write_audio(tmp_path / "in.wav", seconds=2.5)
+    reference = separate_file(model, request(source, tmp_path / "one"), lambda *_: None,
+                              lambda: False)
+    small = load_model(NAME, tiny_repo)
+    sizes = _out_of_memory_above(small, 2)
+    ours = separate_file(small, request(source, tmp_path / "four", batch=4), lambda *_: None,
+                         lambda: False)
+    assert sizes[:3] == [4, 2, 2] and max(sizes[3:]) <= 2
+    assert sdiff_db({k: read_stem(v) for k, v in ours.items()},
+                    {k: read_stem(v) for k, v in reference.items()}) >= MIN_SDIFF_DB
+
+
+def test_out_of_memory_on_one_chunk_says_what_to_try(tiny_repo: Path, tmp_path: Path) -> None:
+    source = write_audio(tmp_path / "in.wav", seconds=1.0)
+    small = load_model(NAME, tiny_repo)
+    _out_of_memory_above(small, 0)
+    with pytest.raises(OutOfMemoryError, match="one 22016-sample chunk") as caught:
+        separate_file(small, request(source, tmp_path / "o"), lambda *_: None, lambda: False)
+    assert "--precision bf16" in caught.value.message and "--device cpu" in caught.value.message
