@@ -6,9 +6,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from soundforge.db.models import Stem
-from soundforge.jobs import create_separation_job
+from soundforge.jobs import cancel_job, create_separation_job
 from soundforge.library.files import resolve_upload
-from tests.pipeline.conftest import staging_dirs, wait_final
+from tests.pipeline.conftest import staging_dirs, wait_final, wait_status
 
 
 def test_roformer_jobs_complete_with_their_stems(pipeline, user, make_track, start_worker):
@@ -43,3 +43,20 @@ def test_a_roformer_job_whose_model_is_missing_fails_with_the_fix(
     done = wait_final(pipeline, job.id)
     assert done.status == "failed" and done.error_code == "model_unavailable"
     assert "soundforge models download bs_roformer_vocals" in (done.error_message or "")
+
+
+def test_cancelling_a_running_roformer_job_keeps_nothing(
+    pipeline, user, make_track, start_worker
+):
+    worker = start_worker()
+    job = create_separation_job(pipeline, user, make_track(seconds=30.0),
+                                {"model": "bs_roformer_6s"})
+    wait_status(pipeline, job.id, "running", min_progress=10)
+    answer = cancel_job(pipeline, user, job.id)
+    assert answer.cancel_requested
+    done = wait_final(pipeline, job.id)
+    assert done.status == "cancelled", done.error_message
+    assert done.progress < 100
+    assert not (pipeline.stems_dir / job.id).exists()
+    assert staging_dirs(pipeline) == []
+    assert worker.alive()
