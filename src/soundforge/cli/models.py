@@ -24,8 +24,9 @@ def list_models(
 
     settings = get_settings()
     table = Table(title="Models", title_justify="left")
-    for column in ("model", "family", "stems", "networks", "download", "quality", "speed",
-                   "offline"):
+    # The name is what people type: never cut short, whatever the terminal's width.
+    table.add_column("model", no_wrap=True, min_width=max(map(len, MODELS)))
+    for column in ("family", "stems", "networks", "download", "quality", "speed", "offline"):
         table.add_column(column)
     for spec in MODELS.values():
         state = availability(spec.name, settings.model_repo)
