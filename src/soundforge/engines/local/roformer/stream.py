@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -57,7 +58,7 @@ class RoformerStream:
         model: RoformerModel,
         feed: MixSource,
         device: torch.device,
-        precision: Any = None,
+        precision: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
         batch: int = 1,
     ) -> None:
         self.model = model
@@ -74,7 +75,7 @@ class RoformerStream:
         border = self.chunk - self.step
         self.offset = border if length > 2 * border and border > 0 else 0
         self.padded_length = length + 2 * self.offset
-        self.units = max(1, math.ceil(self.padded_length / self.step)) if length else 0
+        self.units = math.ceil(self.padded_length / self.step)  # chunk starts < padded end
         self._window = fade_window(self.chunk, self.fade)
         self._outputs = 1 if model.target is not None else len(self.sources)
         self._done = 0  # chunks run
