@@ -17,7 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from soundforge.engines.local.backends import FastCpuBackend
 from soundforge.engines.local.loader import load_model
-from soundforge.engines.local.onednn import OneDnnKernels
+from soundforge.engines.local.onednn import QUERY_BLOCK, OneDnnKernels, blocked_attention
 from soundforge.engines.local.streaming import Job, make_plan
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -73,6 +73,17 @@ def test_attention_agrees_with_pytorch(batch_first: bool, cross: bool) -> None:
     assert weights is None
     torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
     assert "aten::mkldnn_linear" in ops and "aten::addmm" not in ops
+
+
+@pytest.mark.parametrize(
+    "queries, keys", [(QUERY_BLOCK, 40), (2 * QUERY_BLOCK + 37, 300), (5, 700)]
+)
+def test_blocked_attention_matches_the_fused_kernel(queries: int, keys: int) -> None:
+    torch.manual_seed(4)
+    q = torch.randn(2, 3, queries, 16)
+    k, v = torch.randn(2, 3, keys, 16), torch.randn(2, 3, keys, 16)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(blocked_attention(q, k, v), expected, atol=ATOL, rtol=1e-5)
 
 
 def test_attention_with_a_mask_or_weights_is_left_to_pytorch() -> None:
