@@ -177,6 +177,14 @@ def test_instruments_are_matched_by_name_not_position(repo: Path) -> None:
     assert model.sources == ("other", "vocals") and model.target == 1
 
 
+def test_a_chunk_that_is_not_whole_stft_hops_is_refused(repo: Path) -> None:
+    config = repo / "config_mel_band_roformer_karaoke_gabox.yaml"
+    config.write_text(config.read_text().replace("chunk_size: 22016", "chunk_size: 22050"))
+    with pytest.raises(ModelUnavailableError, match="not a whole number of STFT hops") as caught:
+        load_model(NAME, repo)
+    assert "such as 22016" in caught.value.message
+
+
 def test_a_config_that_is_not_a_training_yaml_is_refused(repo: Path) -> None:
     (repo / "config_mel_band_roformer_karaoke_gabox.yaml").write_text("just: a mapping\n")
     with pytest.raises(ModelUnavailableError, match="not a RoFormer training config"):

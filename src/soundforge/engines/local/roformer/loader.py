@@ -10,6 +10,7 @@ whose keys or shapes do not fit the network the config describes.
 from __future__ import annotations
 
 import logging
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,15 @@ def load_roformer(spec: ModelSpec, repo: Path | None) -> RoformerModel:
             f"Model {spec.name}: its config lacks a usable inference.chunk_size and "
             "num_overlap. " + _fix(spec.name)
         )
+    hop = int(config.model.get("stft_hop_length") or 0)
+    if hop and int(chunk) % hop:
+        # The network gives back whole STFT hops only: the chunks would not line
+        # up (the package's own inference fails on such a config too).
+        raise ModelUnavailableError(
+            f"Model {spec.name}: its config's inference.chunk_size {int(chunk)} is not a "
+            f"whole number of STFT hops ({hop} samples); use a multiple of {hop}, such as "
+            f"{int(chunk) // hop * hop}."
+        )
     return RoformerModel(
         name=spec.name,
         family=spec.family,
@@ -210,7 +220,11 @@ def _build(spec: ModelSpec, config: Any) -> torch.nn.Module:
 
         kind = "mel_band_roformer"
     try:
-        net = get_model_from_config(kind, config)
+        with warnings.catch_warnings():
+            # The package sizes its bands with an STFT of noise, without a window:
+            # torch's warning about it says nothing a user can act on.
+            warnings.filterwarnings("ignore", message="A window was not provided")
+            net = get_model_from_config(kind, config)
     except (TypeError, ValueError, AssertionError, KeyError) as exc:
         raise ModelUnavailableError(
             f"Model {spec.name}: its config does not describe a {kind} network "

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -163,7 +164,10 @@ class RoformerStream:
 
         try:
             batch = torch.stack(parts).to(self.device)
-            with torch.no_grad(), self.precision():
+            with torch.no_grad(), self.precision(), warnings.catch_warnings():
+                # The package's attention uses torch's deprecated sdp_kernel():
+                # its warning (every call) is not the user's to act on.
+                warnings.filterwarnings("ignore", message=".*sdp_kernel.*is deprecated")
                 out = self.model.net(batch)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
             if not is_out_of_memory(exc):
