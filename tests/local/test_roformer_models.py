@@ -104,6 +104,24 @@ def test_an_interrupted_download_resumes_and_the_model_then_loads(
     assert again.exit_code == 0 and "already in" in again.output
 
 
+def test_a_host_that_ignores_the_range_sends_the_whole_file_again(
+    tiny_files: dict[str, bytes], cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published_as(tiny_files, monkeypatch)
+    checkpoint = MODELS[NAME].checkpoint
+    assert checkpoint is not None
+    cache.mkdir(parents=True)
+    body = tiny_files[checkpoint.filename]
+    (cache / f"{checkpoint.filename}.part").write_bytes(body[:5000])
+    with model_server(tiny_files) as server:
+        server.honour_ranges = False
+        monkeypatch.setenv("SOUNDFORGE_MODEL_MIRROR", server.url)
+        result = CliRunner().invoke(app, ["models", "download", NAME])
+    assert result.exit_code == 0, result.output
+    assert (cache / checkpoint.filename).read_bytes() == body  # not 5000 bytes twice
+    assert (checkpoint.filename, "bytes=5000-") in server.requests
+
+
 def test_a_file_that_does_not_match_the_published_checksum_is_refused_and_deleted(
     tiny_files: dict[str, bytes], tmp_path: Path
 ) -> None:

@@ -24,6 +24,7 @@ class ModelServer:
     files: dict[str, bytes]
     # drop the next full response longer than this after this many bytes
     cut_after: int | None = None
+    honour_ranges: bool = True  # False: a host that always sends the whole file
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     url: str = ""
 
@@ -44,6 +45,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         start = 0
         match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if not state.honour_ranges:
+            match = None
         if match:
             start = int(match.group(1))
             if start >= len(body):
