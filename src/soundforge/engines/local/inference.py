@@ -34,13 +34,7 @@ import torch
 
 from soundforge.audio.reader import AudioReader
 from soundforge.audio.writer import StemWriter, stem_filename
-from soundforge.engines.local.catalog import (
-    BS_ROFORMER,
-    MEL_ROFORMER,
-    check_chunking,
-    get_spec,
-    resolve_outputs,
-)
+from soundforge.engines.local.catalog import check_chunking, get_spec, resolve_outputs
 from soundforge.engines.local.device import resolve_device
 from soundforge.engines.local.request import RunRequest
 from soundforge.engines.local.streaming import (
@@ -66,8 +60,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 ShouldStop = Callable[[], bool]
 Notice = Callable[[str], None]
-
-ROFORMER_FAMILIES = (BS_ROFORMER, MEL_ROFORMER)
 
 # Shorter segments than this lose too much context to be worth a retry.
 MIN_RETRY_SEGMENT = 1.0
@@ -184,7 +176,7 @@ def separate_file(
     outputs = resolve_outputs(spec, request.stems, request.two_stems)
     device = resolve_device(request.device)
     on_progress(0.0, "reading")
-    if getattr(model, "family", None) in ROFORMER_FAMILIES:
+    if spec.is_roformer:  # its own chunking (roformer/), not apply_model's
         return _separate_roformer(model, request, outputs, device, on_progress, should_stop)
     if request.seed is not None:
         # The shift offsets come from `random`, as in the official package.

@@ -33,7 +33,7 @@ class RoformerModel:
     """A loaded RoFormer network and what the streaming code needs to run it."""
 
     name: str
-    family: str  # catalog.BS_ROFORMER or MEL_ROFORMER: how inference dispatches
+    family: str  # catalog.BS_ROFORMER or MEL_ROFORMER: which package built the network
     net: torch.nn.Module
     config: Any  # the package's ConfigDict, as its demix_track reads it
     sources: tuple[str, ...]  # SoundForge's stem names, in the config's (output) order
