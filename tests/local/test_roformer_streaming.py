@@ -166,6 +166,40 @@ def test_on_a_gpu_the_network_and_chunks_move_and_batches_match_the_cpu(
                     {k: read_stem(v) for k, v in reference.items()}) >= MIN_SDIFF_DB
 
 
+def test_on_a_gpu_without_batch_the_first_call_sizes_the_batch_from_free_memory(
+    two_copies: tuple[RoformerModel, RoformerModel], tmp_path: Path, one_gpu: VirtualCuda,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 8 GiB free, one chunk "takes" 1 GiB: 8 × 0.7 → 6 chunks per call after the first.
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 * 2**30, 16 * 2**30))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 2**30)
+    source = write_audio(tmp_path / "in.wav", seconds=2.5)
+    cpu, gpu = two_copies
+    sizes: list[int] = []
+    gpu.net.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    reference = separate_file(cpu, request(source, tmp_path / "cpu", device="cpu"),
+                              lambda *_: None, lambda: False)
+    ours = separate_file(gpu, request(source, tmp_path / "gpu", device="cuda"),
+                         lambda *_: None, lambda: False)
+    assert sizes == [1, 6, 6] and sum(sizes) == chunks_for(int(2.5 * 44100))
+    assert sdiff_db({k: read_stem(v) for k, v in ours.items()},
+                    {k: read_stem(v) for k, v in reference.items()}) >= MIN_SDIFF_DB
+
+
+def test_on_the_cpu_without_batch_one_chunk_per_call(model: RoformerModel,
+                                                    tmp_path: Path) -> None:
+    sizes: list[int] = []
+    hook = model.net.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    try:
+        source = write_audio(tmp_path / "in.wav", seconds=1.5)
+        separate_file(model, request(source, tmp_path / "o"), lambda *_: None, lambda: False)
+    finally:
+        hook.remove()
+    assert set(sizes) == {1} and len(sizes) == chunks_for(int(1.5 * 44100))
+
+
 def _out_of_memory_above(model: RoformerModel, most: int) -> list[int]:
     """The network "runs out of device memory" on batches larger than ``most``."""
     sizes: list[int] = []

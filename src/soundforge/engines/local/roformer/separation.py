@@ -18,13 +18,14 @@ def roformer_separation(
     """One ``RoformerStream`` on ``device`` at the requested precision.
 
     RoFormer works on the raw mix (no normalisation), so the feed's mean and
-    standard deviation are left at 0 and 1 by the caller. On the CPU one
-    chunk per network call; ``--batch N`` stacks N chunks (on a GPU it is
-    cheap: the chunks are independent and all of the same length).
+    standard deviation are left at 0 and 1 by the caller. Chunks are
+    independent and of one length, so ``--batch N`` stacks N per network call;
+    without it, one on the CPU, and on CUDA as many as the free memory holds
+    after measuring the first call.
     """
     check_precision(request.precision, device)
     model.net.to(device)
-    batch = request.batch or 1
+    batch = request.batch  # None: 1 per call, or sized from free memory on CUDA
     return Separation(
         model.samplerate,
         model.audio_channels,

@@ -60,14 +60,17 @@ class RoformerStream:
         feed: MixSource,
         device: torch.device,
         precision: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
-        batch: int = 1,
+        batch: int | None = None,
     ) -> None:
         self.model = model
         self.feed = feed
         self.sources = tuple(model.sources)
         self.device = device
         self.precision = precision or contextlib.nullcontext
-        self.batch = max(1, batch)
+        # None: one chunk per call, except on CUDA, where the first call is
+        # measured and the batch sized from the free memory (as for Demucs).
+        self.auto_batch = batch is None and device.type == "cuda"
+        self.batch = max(1, batch or 1)
         length = feed.length
         self.length = length
         self.chunk = model.chunk_size
@@ -162,13 +165,19 @@ class RoformerStream:
         chunks are run in halves (and the batch stays smaller from then on)."""
         from soundforge.engines.local.backends import is_out_of_memory
 
+        measuring = self.auto_batch and len(parts) == 1
         try:
+            if measuring:
+                torch.cuda.reset_peak_memory_stats(self.device)
+                before = torch.cuda.memory_allocated(self.device)
             batch = torch.stack(parts).to(self.device)
             with torch.no_grad(), self.precision(), warnings.catch_warnings():
                 # The package's attention uses torch's deprecated sdp_kernel():
                 # its warning (every call) is not the user's to act on.
                 warnings.filterwarnings("ignore", message=".*sdp_kernel.*is deprecated")
                 out = self.model.net(batch)
+            if measuring:
+                self._size_batch(torch.cuda.max_memory_allocated(self.device) - before)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -179,11 +188,20 @@ class RoformerStream:
                     "bf16 (or fp16), or --device cpu."
                 ) from None
             half = len(parts) // 2
-            self.batch = half
+            self.batch, self.auto_batch = half, False
             return self._run(parts[:half]) + self._run(parts[half:])
         if out.dim() == 3:  # one stem: the network drops the stem axis
             out = out.unsqueeze(1)
         return list(out.float().cpu())
+
+    def _size_batch(self, per_chunk: int) -> None:
+        """After one single-chunk call on CUDA: as many chunks per call as fit."""
+        from soundforge.engines.local.backends import MAX_AUTO_BATCH, MEMORY_HEADROOM
+
+        self.auto_batch = False
+        free, _ = torch.cuda.mem_get_info(self.device)
+        fits = int(free * MEMORY_HEADROOM // max(1, per_chunk)) + 1
+        self.batch = max(1, min(MAX_AUTO_BATCH, fits))
 
     def _accumulate(self, start: int, length: int, out: torch.Tensor) -> None:
         window = self._window.clone()
