@@ -10,6 +10,7 @@ so the code that loads and runs these files is the production code, unchanged.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +78,17 @@ LAYOUT: dict[str, tuple[list[str], str | None]] = {
 
 
 def build_network(family: str, config: dict[str, Any]) -> torch.nn.Module:
-    if family == BS_ROFORMER:
-        from bs_roformer import get_model_from_config
+    """The package's own network for ``config`` (its construction warns about an
+    STFT without a window; the production loader silences that too)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="A window was not provided")
+        if family == BS_ROFORMER:
+            from bs_roformer import get_model_from_config
 
-        return get_model_from_config("bs_roformer", ConfigDict(config))
-    from mel_band_roformer import get_model_from_config
+            return get_model_from_config("bs_roformer", ConfigDict(config))
+        from mel_band_roformer import get_model_from_config
 
-    return get_model_from_config("mel_band_roformer", ConfigDict(config))
+        return get_model_from_config("mel_band_roformer", ConfigDict(config))
 
 
 def write_tiny_roformer(repo: Path, name: str, seed: int = 0, **overrides: Any) -> Path:
