@@ -150,10 +150,10 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "bs_roformer_vocals", ("vocals", "other"), 1, 639,
             "Very high (vocals)", "Not benched yet; GPU recommended",
-            "Band-Split RoFormer vocal model (Gabox's fine-tune of viperx's BS-RoFormer "
-            "1297): vocals and everything else.",
+            "Band-Split RoFormer vocal model by Gabox: vocals, and the rest of the mix as "
+            "\"other\".",
             family=BS_ROFORMER,
-            author="Gabox (fine-tune of viperx's BS-RoFormer ep_317)",
+            author="Gabox",
             licence="none stated by the author",
             published=Quality(
                 "vocals 9.38 dB, instrumental 17.21 dB median SDR", AUDIO_SEPARATOR_SCORES
