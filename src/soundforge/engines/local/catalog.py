@@ -128,7 +128,7 @@ MODELS: dict[str, ModelSpec] = {
             "bs_roformer_6s", ("bass", "drums", "other", "vocals", "guitar", "piano"), 1, 699,
             "Very high", "Not benched yet; GPU recommended",
             "Band-Split RoFormer \"BS-RoFormer-SW\": six stems (adds guitar and piano), "
-            "the community's best open multi-stem model.",
+            "the community's six-stem RoFormer.",
             family=BS_ROFORMER,
             author="jarredou (BS-RoFormer-SW); re-upload with fixed keys by enerjazzer",
             licence="none stated by the author",
