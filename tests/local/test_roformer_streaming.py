@@ -223,9 +223,11 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_output(
                               lambda: False)
     small = load_model(NAME, tiny_repo)
     sizes = _out_of_memory_above(small, 2)
+    notices: list[str] = []
     ours = separate_file(small, request(source, tmp_path / "four", batch=4), lambda *_: None,
-                         lambda: False)
+                         lambda: False, on_notice=notices.append)
     assert sizes[:3] == [4, 2, 2] and max(sizes[3:]) <= 2
+    assert notices == ["Out of cpu memory with 4 chunks per call: retrying with 2."]
     assert sdiff_db({k: read_stem(v) for k, v in ours.items()},
                     {k: read_stem(v) for k, v in reference.items()}) >= MIN_SDIFF_DB
 

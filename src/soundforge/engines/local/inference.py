@@ -177,7 +177,9 @@ def separate_file(
     device = resolve_device(request.device)
     on_progress(0.0, "reading")
     if spec.is_roformer:  # its own chunking (roformer/), not apply_model's
-        return _separate_roformer(model, request, outputs, device, on_progress, should_stop)
+        return _separate_roformer(
+            model, request, outputs, device, on_progress, should_stop, notice
+        )
     if request.seed is not None:
         # The shift offsets come from `random`, as in the official package.
         random.seed(request.seed)
@@ -232,6 +234,7 @@ def _separate_roformer(
     device: torch.device,
     on_progress: Progress,
     should_stop: ShouldStop,
+    notice: Notice,
 ) -> dict[str, str]:
     """A RoFormer model: its own chunking, on the raw (un-normalised) mix."""
     from soundforge.engines.local.roformer.separation import roformer_separation
@@ -239,7 +242,7 @@ def _separate_roformer(
     check_chunking(get_spec(request.model), request.shifts, request.overlap, request.segment)
     stats = measure(request, model.samplerate, model.audio_channels, should_stop)
     raw_stats = MixStats(0.0, 1.0, stats.length, stats.source_frames)
-    separation = roformer_separation(model, request, device)
+    separation = roformer_separation(model, request, device, notice)
     on_progress(STATS_SHARE, "separating")
     return stream_to_files(request, outputs, raw_stats, separation, on_progress, should_stop)
 

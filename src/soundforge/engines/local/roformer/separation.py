@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from soundforge.engines.local.backends import precision_context
@@ -13,7 +15,10 @@ from soundforge.engines.local.roformer.stream import RoformerStream
 
 
 def roformer_separation(
-    model: RoformerModel, request: RunRequest, device: torch.device
+    model: RoformerModel,
+    request: RunRequest,
+    device: torch.device,
+    notice: Callable[[str], None] | None = None,
 ) -> Separation:
     """One ``RoformerStream`` on ``device`` at the requested precision.
 
@@ -38,6 +43,7 @@ def roformer_separation(
                 device,
                 precision=lambda: precision_context(device, request.precision),
                 batch=batch,
+                notice=notice,
             )
         ],
     )

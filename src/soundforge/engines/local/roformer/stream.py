@@ -61,6 +61,7 @@ class RoformerStream:
         device: torch.device,
         precision: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
         batch: int | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.model = model
         self.feed = feed
@@ -71,6 +72,7 @@ class RoformerStream:
         # measured and the batch sized from the free memory (as for Demucs).
         self.auto_batch = batch is None and device.type == "cuda"
         self.batch = max(1, batch or 1)
+        self.notice = notice or (lambda _text: None)
         length = feed.length
         self.length = length
         self.chunk = model.chunk_size
@@ -189,6 +191,10 @@ class RoformerStream:
                 ) from None
             half = len(parts) // 2
             self.batch, self.auto_batch = half, False
+            self.notice(
+                f"Out of {self.device} memory with {len(parts)} chunks per call: "
+                f"retrying with {half}."
+            )
             return self._run(parts[:half]) + self._run(parts[half:])
         if out.dim() == 3:  # one stem: the network drops the stem axis
             out = out.unsqueeze(1)
