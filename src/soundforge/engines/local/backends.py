@@ -1,6 +1,6 @@
 """What evaluates the network on segment windows: device, batching and precision.
 
-The streaming core (``streaming.py``) decides which segments to run and adds
+The streaming core (``streaming/``) decides which segments to run and adds
 their outputs up; a backend runs the networks on the windows it is handed.
 
 * ``ReferenceBackend``: the official modules, called as ``apply_model`` calls
