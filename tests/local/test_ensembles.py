@@ -154,3 +154,21 @@ def test_members_load_once_progress_adds_up_and_cancel_leaves_nothing(
         with pytest.raises(CancelledError):
             engine.separate(song, options, cancel_midway, cancel, tmp_path / "three")
         assert not (tmp_path / "three").exists() or stem_files(tmp_path / "three") == []
+
+
+def test_models_list_shows_the_presets_and_what_they_need(tmp_path: Path) -> None:
+    repo = build_tiny_repo(tmp_path / "repo", ("htdemucs", "htdemucs_ft", "htdemucs_6s"))
+    env = {"SOUNDFORGE_MODEL_REPO": str(repo), "COLUMNS": "250"}
+    done = soundforge("models", "list", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    rows = {row["model"]: row for row in map(json.loads, done.stdout.splitlines())
+            if row["kind"] == "ensemble"}
+    assert set(rows) == {"ensemble_average", "ensemble_vocals_max", "ensemble_six_stems"}
+    six = rows["ensemble_six_stems"]
+    assert six["members"] == ["htdemucs_ft", "htdemucs_6s"] and six["available"]
+    assert sorted(six["stems"]) == sorted(catalog.SIX_STEMS)
+    assert rows["ensemble_vocals_max"]["combiner"] == "max-spec"
+    assert rows["ensemble_average"]["missing"] == ["mdx_extra"]
+    table = soundforge("models", "list", env=env)
+    assert "Ensemble presets" in table.stdout and "ensemble_six_stems" in table.stdout
+    assert "needs mdx_extra" in table.stdout
