@@ -172,3 +172,12 @@ def test_models_list_shows_the_presets_and_what_they_need(tmp_path: Path) -> Non
     table = soundforge("models", "list", env=env)
     assert "Ensemble presets" in table.stdout and "ensemble_six_stems" in table.stdout
     assert "needs mdx_extra" in table.stdout
+
+
+def test_downloading_a_preset_fetches_its_members(tmp_path: Path) -> None:
+    done = soundforge("models", "download", "ensemble_average",
+                      env={"HF_HOME": str(tmp_path / "hf")})
+    assert done.returncode == 1
+    # Offline here: the first member it tries is named, with the fix.
+    assert "Cannot download model htdemucs_ft" in done.stderr
+    assert "SOUNDFORGE_MODEL_REPO" in done.stderr

@@ -59,7 +59,7 @@ def list_presets(repo: Path | None, as_json: bool) -> None:
 
     table = Table(title="Ensemble presets (--model NAME)", title_justify="left")
     for column in ("preset", "combines", "stems", "offline", "why"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for name, preset in PRESETS.items():
         spec = parse_ensemble(name)
         members = [member.model for member in spec.members]
