@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from soundforge.config import Settings
 from soundforge.engines.base import CancelToken, SeparationOptions
@@ -69,6 +70,20 @@ def test_two_stems_of_an_ensemble_are_x_and_the_mix_minus_x(
     mix = read_stem(song)
     assert np.abs(stems["vocals"] + stems["no_vocals"] - mix).max() < 1e-5
     assert np.abs(stems["vocals"]).max() > 1e-4
+
+
+def test_mono_input_at_another_rate_gives_mono_stems_at_that_rate(
+    model_env: Path, tmp_path: Path
+) -> None:
+    song = write_audio(tmp_path / "mono.wav", seconds=2.5, rate=22050, channels=1)
+    done = soundforge("separate", song, "-o", tmp_path / "out", "--json", "--model",
+                      "min-spec/htdemucs+htdemucs_6s", "--stems", "vocals,guitar")
+    assert done.returncode == 0, done.stderr
+    stems = json.loads(done.stdout.splitlines()[-1])["stems"]
+    assert sorted(stems) == ["guitar", "vocals"]
+    for path in stems.values():
+        info = sf.info(path)
+        assert (info.channels, info.samplerate, info.frames) == (1, 22050, int(2.5 * 22050))
 
 
 @pytest.mark.parametrize("fmt", ["flac", "mp3"])
