@@ -9,8 +9,8 @@
   covers it. So the output does not depend on how the stream was cut into
   regions, and nothing proportional to the track's length is held.
 
-``Aligner`` then lines the stems (which may be final up to different
-positions) and the raw mix up again, so the writers get equal-length blocks.
+``SampleQueue`` holds each stem's combined samples until every stem has
+reached the same position (a spectral stem lags a stem one member gives alone).
 """
 
 from __future__ import annotations
@@ -166,27 +166,3 @@ class SampleQueue:
                 need = 0
         self.size -= n
         return torch.cat(parts, dim=-1) if len(parts) != 1 else parts[0]
-
-
-class Aligner:
-    """Holds each stem's combined samples and the raw mix until every stem has
-    reached the same position, then hands out equal-length blocks."""
-
-    def __init__(self, stems: list[str]) -> None:
-        self.queues = {stem: SampleQueue() for stem in stems}
-        self.raw = SampleQueue()
-
-    def push(
-        self, combined: dict[str, torch.Tensor], raw: torch.Tensor
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
-        for stem, block in combined.items():
-            self.queues[stem].push(block)
-        self.raw.push(raw)
-        ready = min([self.raw.size, *(queue.size for queue in self.queues.values())])
-        if ready == 0:
-            return None
-        return {stem: queue.pop(ready) for stem, queue in self.queues.items()}, self.raw.pop(ready)
-
-    def pending(self) -> int:
-        """Raw-mix samples not yet handed out (0 once everything was)."""
-        return self.raw.size

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 import torch
 
 from soundforge.engines.local.ensemble.combine import (
-    Aligner,
+    SampleQueue,
     SpectralPick,
     StemCombiner,
     WeightedAverage,
 )
 from soundforge.engines.local.ensemble.spec import MAX_SPEC, MIN_SPEC, EnsembleSpec
 from soundforge.engines.local.streaming import StemStream
+from soundforge.errors import EngineError
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,11 @@ class EnsembleStream:
             self.combiners[stem] = stem_combiner(
                 spec.combiner, [m.weight for m in givers], channels
             )
-        self.aligner = Aligner(list(self.sources))
+        # Each stem's combined samples, not yet taken; a spectral stem lags a
+        # stem that one member gives alone, so they fill up at different rates.
+        self.queues = {stem: SampleQueue() for stem in self.sources}
         self.pulled = 0  # mix position up to which member estimates were combined
         self.flushed = False
-        self.out: list[dict[str, torch.Tensor]] = []
-        self.available = 0  # combined samples of every stem not yet taken
         self.taken = 0
 
     @property
@@ -91,47 +92,26 @@ class EnsembleStream:
         ready = min(member.stream.ready() for member in self.members)
         if ready > self.pulled:
             parts = [member.stream.take(ready) for member in self.members]
-            combined = {
-                stem: self.combiners[stem].push([parts[i][k] for i, k in route])
-                for stem, route in self.routes.items()
-            }
-            self._queue(combined, ready - self.pulled)
+            for stem, route in self.routes.items():
+                self.queues[stem].push(self.combiners[stem].push([parts[i][k] for i, k in route]))
             self.pulled = ready
         if all(m.stream.finished for m in self.members) and not self.flushed:
             if self.pulled != self.length:
-                raise RuntimeError("internal: the members finished short of the track")
-            self._queue({stem: c.flush() for stem, c in self.combiners.items()}, 0)
+                raise EngineError(
+                    f"internal: the ensemble's models stopped at {self.pulled} of "
+                    f"{self.length} samples"
+                )
+            for stem, combiner in self.combiners.items():
+                self.queues[stem].push(combiner.flush())
             self.flushed = True
 
-    def _queue(self, combined: dict[str, torch.Tensor], raw_samples: int) -> None:
-        # The aligner lines the stems up; the raw mix is the driver's business,
-        # so it is stood in for by a zero-channel block of the same length.
-        aligned = self.aligner.push(combined, torch.zeros(0, raw_samples))
-        if aligned is not None:
-            blocks, _ = aligned
-            self.out.append(blocks)
-            self.available += next(iter(blocks.values())).shape[-1]
-
     def ready(self) -> int:
-        return self.taken + self.available
+        return self.taken + min(queue.size for queue in self.queues.values())
 
     def take(self, end: int) -> torch.Tensor:
-        need = end - self.taken
-        parts: list[torch.Tensor] = []
-        while need:
-            blocks = self.out[0]
-            n = next(iter(blocks.values())).shape[-1]
-            if n <= need:
-                parts.append(torch.stack([blocks[s] for s in self.sources]))
-                self.out.pop(0)
-                need -= n
-            else:
-                parts.append(torch.stack([blocks[s][..., :need] for s in self.sources]))
-                self.out[0] = {s: b[..., need:] for s, b in blocks.items()}
-                need = 0
-        self.available -= end - self.taken
+        count = end - self.taken
         self.taken = end
-        return torch.cat(parts, dim=-1) if len(parts) != 1 else parts[0]
+        return torch.stack([self.queues[stem].pop(count) for stem in self.sources])
 
     def needs_from(self) -> int:
         return min(
