@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -42,9 +43,10 @@ from soundforge.engines.local.streaming import (
     MixFeed,
     MixStats,
     Plan,
+    StemStream,
     make_plan,
 )
-from soundforge.errors import InvalidOptionError, OutOfMemoryError
+from soundforge.errors import EngineError, InvalidOptionError, OutOfMemoryError
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,16 @@ def check_loaded(spec: EnsembleSpec, models: Mapping[str, Any]) -> tuple[int, in
     return next(iter(rates.values())), next(iter(channels.values()))
 
 
+@dataclass(frozen=True)
+class MemberRun:
+    """One member, ready to stream: how to build its stream over the feed, and
+    (Demucs) its plan, whose segment an out-of-memory retry shortens."""
+
+    model: str
+    stream: Callable[[MixFeed], StemStream]
+    plan: Plan | None = None
+
+
 def separate_ensemble(
     models: Mapping[str, Any],
     request: RunRequest,
@@ -86,7 +98,7 @@ def separate_ensemble(
     needs = spec.needs(outputs)
     missing = [name for name in needs if name not in models]
     if missing:
-        raise InvalidOptionError(f"internal: members {', '.join(missing)} were not loaded")
+        raise EngineError(f"internal: members {', '.join(missing)} were not loaded")
     loaded = {name: models[name] for name in needs}
     samplerate, channels = check_loaded(spec, loaded)  # before any audio is decoded
     notice = on_notice or (lambda text: log.warning("%s", text))
@@ -95,16 +107,28 @@ def separate_ensemble(
     on_progress(0.0, "reading")
     stats = measure(request, samplerate, channels, should_stop)
     segment = request.segment
+    draws = random.getstate()
     while True:
-        plans = member_plans(loaded, needs, request, stats, segment, device)
-        separation = ensemble_separation(
-            spec, stems, loaded, plans, request, stats, device, notice, samplerate, channels
-        )
+        random.setstate(draws)  # a retry draws the same shift offsets
+        runs = [
+            member_run(name, model, needs[name], request, stats, segment, device, notice)
+            for name, model in loaded.items()
+        ]
+
+        def streams(feed: MixFeed, runs: list[MemberRun] = runs) -> list[StemStream]:
+            members = [MemberStream(run.model, run.stream(feed)) for run in runs]
+            return [EnsembleStream(spec, stems, members, stats.length, channels)]
+
+        # Only the requested stems are computed: no_X is mix − X.
+        separation = Separation(samplerate, channels, tuple(stems), True, streams)
         on_progress(STATS_SHARE, "separating")
         try:
             return stream_to_files(request, outputs, stats, separation, on_progress, should_stop)
         except OutOfMemoryError as exc:
-            current = segment if segment is not None else min(map(default_segment, plans.values()))
+            plans = [run.plan for run in runs if run.plan is not None]
+            if segment is None and not plans:
+                raise
+            current = segment if segment is not None else min(map(default_segment, plans))
             shorter = current / 2
             if shorter < MIN_RETRY_SEGMENT:
                 raise OutOfMemoryError(
@@ -119,64 +143,38 @@ def separate_ensemble(
             segment = shorter
 
 
-def member_plans(
-    models: Mapping[str, Any],
-    needs: Mapping[str, tuple[str, ...]],
+def member_run(
+    name: str,
+    model: Any,
+    sources: tuple[str, ...],
     request: RunRequest,
     stats: MixStats,
     segment: float | None,
     device: torch.device,
-) -> dict[str, Plan]:
-    """Each member's segments and shifts, as a run of that model alone would
-    draw them: with a seed, every member starts from it, so a seeded ensemble
-    combines exactly what the seeded single-model runs write."""
-    plans: dict[str, Plan] = {}
-    for name, model in models.items():
-        if request.seed is not None:
-            random.seed(request.seed)
-        plans[name] = make_plan(
-            model,
-            stats.length,
-            list(needs[name]),
-            shifts=request.shifts,
-            overlap=request.overlap,
-            segment=segment,
-            device=device,
-        )
-    return plans
-
-
-def ensemble_separation(
-    spec: EnsembleSpec,
-    stems: list[str],
-    models: Mapping[str, Any],
-    plans: Mapping[str, Plan],
-    request: RunRequest,
-    stats: MixStats,
-    device: torch.device,
     notice: Notice,
-    samplerate: int,
-    channels: int,
-) -> Separation:
+) -> MemberRun:
+    """One member evaluated as a run of that model alone would evaluate it
+    (same plan, backend, device and precision). The one place that knows the
+    model families: a family with its own stream builds it here from the same
+    shared feed (Demucs streams read the normalised windows, others may read
+    the raw mix)."""
     from soundforge.engines.local.backends import choose_backend
 
+    if request.seed is not None:
+        # Every member draws its shifts from the seed, as its own run would.
+        random.seed(request.seed)
+    plan = make_plan(
+        model,
+        stats.length,
+        list(sources),
+        shifts=request.shifts,
+        overlap=request.overlap,
+        segment=segment,
+        device=device,
+    )
+    backend = choose_backend(model, plan, device, request, notice)
     mean, std = stats.tensors()
-    backends = {
-        name: choose_backend(models[name], plans[name], device, request, notice)
-        for name in models
-    }
-
-    def streams(feed: MixFeed) -> list[Any]:
-        members = [
-            MemberStream(
-                name,
-                DemucsStream(
-                    plans[name], feed, backends[name], tuple(models[name].sources), mean, std
-                ),
-            )
-            for name in models
-        ]
-        return [EnsembleStream(spec, stems, members, stats.length, channels)]
-
-    # The ensemble computes only the stems asked for: no_X is mix − X.
-    return Separation(samplerate, channels, tuple(stems), True, streams)
+    names = tuple(model.sources)
+    return MemberRun(
+        name, lambda feed: DemucsStream(plan, feed, backend, names, mean, std), plan
+    )
