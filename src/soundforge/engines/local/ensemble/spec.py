@@ -90,17 +90,9 @@ class EnsembleSpec:
         return needs
 
     def as_model_spec(self) -> ModelSpec:
-        """A catalogue-shaped view (name, stems, sizes) for code that lists models."""
-        specs = [get_spec(member.model) for member in self.members]
-        limits = [spec.max_segment for spec in specs if spec.max_segment is not None]
-        return replace(
-            specs[0],
-            name=self.name,
-            stems=self.stems,
-            bag_size=sum(spec.bag_size for spec in specs),
-            download_mb=sum(spec.download_mb for spec in specs),
-            max_segment=min(limits) if limits else None,
-        )
+        """The ensemble's name and stems in the catalogue's shape, so the
+        catalogue's own rules (``resolve_outputs``) apply to it unchanged."""
+        return replace(get_spec(self.members[0].model), name=self.name, stems=self.stems)
 
 
 def is_ensemble(model: str) -> bool:
