@@ -8,7 +8,9 @@ their outputs up; a backend runs the networks on the windows it is handed.
   forward call (``batch``), copies inputs from pinned host memory without
   blocking, and runs in the requested precision under autocast.
 * ``FastCpuBackend``: the same modules on the CPU with fused scaled-dot-product
-  attention (below), used where its equivalence tests cover the network class.
+  attention (below) and, in float32, oneDNN's kernels for the linear layers and
+  transposed convolutions (``onednn.py``), used where its equivalence tests
+  cover the network class.
 
 Placement follows ``apply_model``: the networks that run (the active members
 of a bag) are moved to the compute device before the first segment; members
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from soundforge.engines.local.device import check_precision
+from soundforge.engines.local.onednn import OneDnnKernels
 from soundforge.errors import EngineError, OutOfMemoryError
 
 if TYPE_CHECKING:
@@ -246,9 +249,18 @@ class FastCpuBackend(ReferenceBackend):
         windows = torch.stack([job.window for job in jobs])
         with torch.inference_mode(), fused_attention(), precision_context(
             self.device, self.precision
-        ):
+        ), fast_kernels(self.precision):
             out = model(windows).float()
         return [center_trim(out[i], job.chunk) for i, job in enumerate(jobs)]
+
+
+def fast_kernels(precision: str) -> contextlib.AbstractContextManager[object]:
+    """oneDNN's float32 kernels (``onednn.py``) where they apply: exact float32
+    runs on a PyTorch build that has oneDNN. Autocast's reduced precisions keep
+    the kernels autocast picks."""
+    if precision == "fp32" and torch.backends.mkldnn.is_available():
+        return OneDnnKernels()
+    return contextlib.nullcontext()
 
 
 def fast_path_refusal(model: Any, plan: Plan, device: torch.device) -> str | None:
