@@ -72,3 +72,14 @@ def test_the_key_follows_the_ensemble_definition(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(presets.PRESETS, "ensemble_average", presets.Preset(
         "ensemble_average", "htdemucs+mdx_extra", "changed"))
     assert key("ensemble_average") != before
+
+
+def test_a_long_typed_ensemble_fits_the_job_row_and_keeps_its_definition(
+    pipeline, user, make_track
+):
+    long = ("htdemucs_ft:2@drums,bass,vocals,other+htdemucs_6s:1.5@guitar,piano,other"
+            "+mdx_extra@vocals")
+    job = create_separation_job(pipeline, user, make_track(), {"model": long})
+    assert len(long) > 64 and len(job.model) == 64 and job.model.endswith("…")
+    assert long.startswith(job.model[:-1])
+    assert job.options["model"] == long

@@ -1,10 +1,11 @@
 """The long-lived Demucs runner process: ``python -m soundforge.engines.local.runner``.
 
 Reads one JSON request per line on stdin, answers with newline-delimited JSON
-on stdout (see ``protocol.py``), and keeps the last model loaded so the next
-request on the same model starts computing at once. Logs go to stderr; the
-real stdout is reserved for the protocol, and anything a library prints is
-sent to stderr instead so it cannot corrupt a message.
+on stdout (see ``protocol.py``), and keeps the last model (or an ensemble's
+models) loaded so the next request on the same models starts computing at
+once. Logs go to stderr; the real stdout is reserved for the protocol, and
+anything a library prints is sent to stderr instead so it cannot corrupt a
+message.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from soundforge.engines.local import protocol
+from soundforge.engines.local.request import RunRequest
 from soundforge.errors import EngineError, SoundForgeError
 
 log = logging.getLogger("soundforge.runner")
@@ -188,8 +190,6 @@ class Runner:
         )
         from soundforge.engines.local.ensemble.run import members_to_load, separate_ensemble
         from soundforge.engines.local.ensemble.spec import is_ensemble
-        from soundforge.engines.local.request import RunRequest
-
         request = RunRequest.from_message(message)
         # Refuse a bad request before spending seconds on loading a model.
         if is_ensemble(request.model):
@@ -236,7 +236,7 @@ class Runner:
 
 def separate_model(
     models: dict[str, Any],
-    request: Any,
+    request: RunRequest,
     on_progress: Callable[[float, str], None],
     should_stop: Callable[[], bool],
     on_notice: Callable[[str], None],
