@@ -110,6 +110,8 @@ def test_ensembles_write_every_format(model_env: Path, song: Path, tmp_path: Pat
         ("htdemucs+htdemucs_ft", ["--stems", "piano"], "No model of ensemble"),
         ("ensemble_average", ["--two-stems", "guitar"], "No model of ensemble ensemble_average"),
         ("htdemucs+ensemble_average", [], "is an ensemble preset"),
+        ("mdx_extra+htdemucs", ["--segment", "10"],
+         "htdemucs (in ensemble mdx_extra+htdemucs) allows at most 7.8 s"),
     ],
 )
 def test_bad_ensembles_are_refused_before_any_work(
