@@ -101,6 +101,16 @@ def test_presets_are_seen_in_the_picker_and_explained(
     assert "max-spec of htdemucs_ft + mdx_extra" in note.inner_text()
     picker.select_option("htdemucs")
     assert not note.is_visible()
+
+    # The settings offer them as the default model, within the page's width.
+    page.goto(server + "/settings")
+    setting = page.locator("#demucs_model")
+    assert setting.locator(f"{ENSEMBLE_GROUP} option").count() == len(PRESETS)
+    setting_box = setting.bounding_box()
+    assert setting_box is not None and setting_box["width"] > 100
+    assert setting_box["x"] + setting_box["width"] <= viewport["width"]
+    no_sideways_scroll(page)
+    shot(page, f"ensembles-{label}-settings")
     assert page.errors == []
     page.context.close()
 

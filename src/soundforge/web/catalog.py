@@ -96,7 +96,7 @@ def comparison_rows() -> list[ComparisonRow]:
             engine="Local ensemble",
             stems=str(len(choice.stems)),
             quality="Ensemble",
-            speed=f"All {len(choice.members)} models, one after another per segment",
+            speed=f"Its {len(choice.members)} models' times added up",
             cost="Free",
             description=f"{choice.summary}. {choice.rationale}",
         )
