@@ -75,7 +75,12 @@ def separate_command(
         Path("separated"), "-o", "--output", help="Folder for OUTDIR/{track}/{stem}.{ext}."
     ),
     engine: str = typer.Option("local", "--engine", help=f"{' or '.join(ENGINE_NAMES)}."),
-    model: str = typer.Option("htdemucs", "--model", "-n", help="Demucs model (local engine)."),
+    model: str = typer.Option(
+        "htdemucs", "--model", "-n",
+        help="Model, preset or ensemble (local engine): htdemucs, ensemble_six_stems, "
+        "htdemucs_ft+mdx_extra, htdemucs_ft:2+mdx_extra, max-spec/htdemucs_ft+mdx_extra; "
+        "see `soundforge models list`.",
+    ),
     stems: str | None = typer.Option(
         None, "--stems", help="Only these stems, comma-separated (e.g. vocals,drums)."
     ),

@@ -24,6 +24,7 @@ from soundforge.engines.local.device import (
     parse_device,
     resolve_device,
 )
+from soundforge.engines.local.ensemble.spec import check_ensemble_request, is_ensemble
 from soundforge.engines.local.port import DemucsPort, MessageHook
 from soundforge.engines.local.request import RunRequest
 from soundforge.errors import InvalidOptionError
@@ -70,8 +71,14 @@ class LocalEngine:
         return choice
 
     def validate(self, options: SeparationOptions) -> SeparationOptions:
-        spec = get_spec(options.model)
-        resolve_outputs(spec, options.stems, options.two_stems)
+        if is_ensemble(options.model):
+            check_ensemble_request(
+                options.model, options.stems, options.two_stems, options.segment
+            )
+            spec = None
+        else:
+            spec = get_spec(options.model)
+            resolve_outputs(spec, options.stems, options.two_stems)
         validate_common(options)
         device = parse_device(options.device or self.settings.device)
         if device != "auto" and device != "cpu":
@@ -83,6 +90,7 @@ class LocalEngine:
             )
         if (
             options.segment is not None
+            and spec is not None
             and spec.max_segment is not None
             and options.segment > spec.max_segment
         ):
