@@ -11,7 +11,8 @@ import pytest
 
 from soundforge.config import Settings
 from soundforge.engines.base import CancelToken, SeparationOptions
-from soundforge.engines.lalalai.engine import LalalaiEngine, cancel_all
+from soundforge.engines.lalalai.engine import LalalaiEngine
+from soundforge.engines.lalalai.release import cancel_all
 from soundforge.errors import CancelledError
 from tests.lalalai.conftest import listing
 from tests.support.fake_lalalai import FakeLalalai, FakeTask
@@ -33,7 +34,8 @@ class Background:
 
     def _run(self, engine: LalalaiEngine, song: Path, options: SeparationOptions) -> None:
         try:
-            self.result = engine.separate(song, options, self.progress.append, self.token, self.out)
+            result = engine.separate(song, options, self.progress.append, self.token, self.out)
+            self.result = result.stems
         except BaseException as exc:
             self.error = exc
 
