@@ -39,13 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from soundforge.engines.base import ShouldStop
 from soundforge.engines.local.backends import SegmentBackend
 from soundforge.errors import CancelledError, EngineError, InvalidOptionError
-
-# (fraction done 0..1, stage) → None
-Progress = Callable[[float, str], None]
-ShouldStop = Callable[[], bool]
-
 
 # --------------------------------------------------------------------------- stats
 
