@@ -10,8 +10,8 @@ import pytest
 
 from soundforge.config import Settings
 from soundforge.jobs import Pipeline, create_separation_job, state
+from soundforge.jobs.deletion import delete_track
 from soundforge.jobs.events import DatabaseEventBus, RedisEventBus
-from soundforge.library.tracks import delete_track
 
 WORKER = "test-host/boot/1/1.0"
 

@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from soundforge.db.models import ProcessingJob, Stem
 from soundforge.jobs import cancel_job, create_separation_job, get_job
+from soundforge.jobs.deletion import delete_track
 from soundforge.library.files import resolve_upload
-from soundforge.library.tracks import delete_track
 from tests.pipeline.conftest import staging_dirs, wait_final, wait_for, wait_status
 from tests.support.tiny_models import build_tiny_repo
 
