@@ -36,7 +36,7 @@ from soundforge.engines.base import (
     SeparationResult,
     validate_common,
 )
-from soundforge.engines.lalalai.client import CancelOutcome, LalalaiClient, RetryPolicy
+from soundforge.engines.lalalai.client import LalalaiClient
 from soundforge.engines.lalalai.download import TrackDownloader
 from soundforge.engines.lalalai.keys import key_id, require_key, resolve_key
 from soundforge.engines.lalalai.ledger import DatabaseUsageLedger, UsageLedger
@@ -54,6 +54,8 @@ from soundforge.engines.lalalai.quota import (
     get_quota,
     minutes_for,
 )
+from soundforge.engines.lalalai.responses import CancelOutcome
+from soundforge.engines.lalalai.retrying import RetryPolicy
 from soundforge.engines.lalalai.run import RunServices, SeparationRun
 from soundforge.engines.lalalai.stems import (
     PHOENIX_ONLY_STEMS,

@@ -17,10 +17,12 @@ import httpx
 from pydantic import SecretStr
 
 from soundforge.config import Settings
-from soundforge.engines.lalalai.client import CancelOutcome, LalalaiClient, RetryPolicy
+from soundforge.engines.lalalai.client import LalalaiClient
 from soundforge.engines.lalalai.engine import LalalaiEngine
 from soundforge.engines.lalalai.errors import ProviderUnavailableError, RateLimitedError
 from soundforge.engines.lalalai.keys import resolve_key, scrub
+from soundforge.engines.lalalai.responses import CancelOutcome
+from soundforge.engines.lalalai.retrying import RetryPolicy
 from soundforge.errors import SoundForgeError
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr
 
@@ -43,7 +42,7 @@ from soundforge.engines.base import (
     SeparationOptions,
     SeparationResult,
 )
-from soundforge.engines.lalalai.client import LalalaiClient, TaskStatus
+from soundforge.engines.lalalai.client import LalalaiClient
 from soundforge.engines.lalalai.download import (
     TrackDownloader,
     output_channels,
@@ -56,9 +55,12 @@ from soundforge.engines.lalalai.ledger import UsageEntry, UsageLedger
 from soundforge.engines.lalalai.poller import CheckPoller, TaskWatch
 from soundforge.engines.lalalai.preview import cut_preview
 from soundforge.engines.lalalai.quota import billable_seconds, ensure_minutes, minutes_for
+from soundforge.engines.lalalai.responses import TaskStatus
 from soundforge.engines.lalalai.stems import (
     BACKING_VOCALS,
+    RESULT_FORMAT,
     PlannedTask,
+    build_presets,
     plan_tasks,
     required_outputs,
     total_stems,
@@ -67,9 +69,6 @@ from soundforge.errors import CancelledError, ProviderError, SoundForgeError
 from soundforge.storage.staging import STAGING_PREFIX, StagingDir, staging_for
 
 log = logging.getLogger(__name__)
-
-# Lossless, compact result tracks: we re-encode to the requested format anyway.
-RESULT_FORMAT = "flac"
 
 # Progress budget: preparing + uploading up to UPLOADED, then each task's share
 # is 80 % processing (from /check/) and 20 % downloading its tracks.
@@ -372,28 +371,6 @@ class SeparationRun:
         except SoundForgeError as exc:
             log.warning("LALAL.AI: could not delete source %s: %s", source_id, exc)
             return False
-
-
-def build_presets(task: PlannedTask, options: SeparationOptions) -> dict[str, Any]:
-    """The ``presets`` body of a split request. Options left at None are not
-    sent, so the provider applies its own defaults (splitter ``auto``,
-    extraction level ``deep_extraction``)."""
-    presets: dict[str, Any] = {"encoder_format": RESULT_FORMAT}
-    if options.splitter is not None:
-        presets["splitter"] = options.splitter
-    if options.extraction_level is not None:
-        presets["extraction_level"] = options.extraction_level
-    if task.kind == "multistem":
-        presets["stem_list"] = list(task.api_stems)
-        return presets
-    presets["stem"] = task.api_stems[0]
-    if task.multivocal is not None:
-        presets["multivocal"] = task.multivocal
-    if options.enhanced_processing is not None:
-        # Only stem_separator tasks carry this flag (see the /check/ example
-        # presets in the provider's spec); multistem has no such field.
-        presets["enhanced_processing_enabled"] = options.enhanced_processing
-    return presets
 
 
 @contextmanager
