@@ -235,7 +235,7 @@ def separate_one(
             def on_progress(percent: int) -> None:
                 emit_json({"type": "progress", "input": str(input_path), "percent": percent})
 
-            stems = engine.separate(input_path, options, on_progress, None, destination)
+            stems = engine.separate(input_path, options, on_progress, None, destination).stems
         else:
             stems = separate_with_bar(engine, input_path, options, destination)
         stems = placement.place(input_path, stems)
@@ -258,7 +258,7 @@ def separate_with_bar(
     engine: Engine, input_path: Path, options: SeparationOptions, destination: Path
 ) -> dict[str, Path]:
     if not stderr.is_terminal:
-        return engine.separate(input_path, options, None, None, destination)
+        return engine.separate(input_path, options, None, None, destination).stems
     columns: list[Any] = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -273,7 +273,7 @@ def separate_with_bar(
         def on_progress(percent: int) -> None:
             bar.update(task, completed=percent)
 
-        return engine.separate(input_path, options, on_progress, None, destination)
+        return engine.separate(input_path, options, on_progress, None, destination).stems
 
 
 def register(app: typer.Typer) -> None:

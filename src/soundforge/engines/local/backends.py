@@ -31,11 +31,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from soundforge.engines.base import NoticeCallback as Notice
 from soundforge.engines.local.device import check_precision
 from soundforge.engines.local.onednn import Bf16Network, OneDnnKernels, bf16_network
 from soundforge.errors import EngineError, OutOfMemoryError
@@ -52,7 +53,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_AUTO_BATCH = 16
 MEMORY_HEADROOM = 0.7
 
-Notice = Callable[[str], None]
+
 
 
 class SegmentBackend(Protocol):

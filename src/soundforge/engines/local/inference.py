@@ -34,6 +34,8 @@ import torch
 
 from soundforge.audio.reader import AudioReader
 from soundforge.audio.writer import StemWriter, stem_filename
+from soundforge.engines.base import NoticeCallback as Notice
+from soundforge.engines.base import Progress, ShouldStop
 from soundforge.engines.local.catalog import get_spec, resolve_outputs
 from soundforge.engines.local.device import resolve_device
 from soundforge.engines.local.request import RunRequest
@@ -56,10 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# (fraction done 0..1, stage) → None
-Progress = Callable[[float, str], None]
-ShouldStop = Callable[[], bool]
-Notice = Callable[[str], None]
 
 # Shorter segments than this lose too much context to be worth a retry.
 MIN_RETRY_SEGMENT = 1.0

@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from soundforge.errors import SoundForgeError
+from soundforge.jobs.deletion import delete_separation
 from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
-from soundforge.library.separations import delete_separation
 from soundforge.web import catalog
 from soundforge.web.access import owned_job, owned_track
 from soundforge.web.deps import Csrf, DbSession, PageUser
