@@ -170,7 +170,8 @@ def test_json_mode_prints_protocol_messages(model_env: Path, song: Path, tmp_pat
 def test_models_list_shows_every_model_and_where_it_is(model_env: Path) -> None:
     done = soundforge("models", "list", "--json")
     assert done.returncode == 0
-    models = {m["model"]: m for m in map(json.loads, done.stdout.splitlines())}
+    rows = list(map(json.loads, done.stdout.splitlines()))
+    models = {m["model"]: m for m in rows if m["kind"] == "model"}
     assert set(models) == {"htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra",
                            "bs_roformer_6s", "bs_roformer_vocals", "mel_roformer_vocals",
                            "mel_roformer_karaoke"}

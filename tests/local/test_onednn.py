@@ -15,9 +15,14 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from soundforge.engines.local.backends import FastCpuBackend
+from soundforge.engines.local.backends import FastCpuBackend, bf16_weights_apply
 from soundforge.engines.local.loader import load_model
-from soundforge.engines.local.onednn import QUERY_BLOCK, OneDnnKernels, blocked_attention
+from soundforge.engines.local.onednn import (
+    QUERY_BLOCK,
+    OneDnnKernels,
+    bf16_network,
+    blocked_attention,
+)
 from soundforge.engines.local.streaming import Job, make_plan
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -152,9 +157,27 @@ def test_without_onednn_the_fast_backend_keeps_pytorchs_kernels(
     torch.testing.assert_close(without[0], with_onednn[0], atol=1e-4, rtol=1e-4)
 
 
-def test_reduced_precision_keeps_autocasts_kernels(tiny_repo: Path) -> None:
+def test_bf16_runs_a_bf16_copy_through_onednn_and_leaves_the_model_alone(
+    tiny_repo: Path,
+) -> None:
     # The backend runs whatever precision it is given (choose_backend is what
     # refuses bf16 on CPUs without native support), so this runs anywhere.
     jobs = one_job(tiny_repo)
+    network = jobs[0].member.model
     ops = ops_run(lambda: FastCpuBackend("bf16").run(jobs))
+    assert "aten::mkldnn_linear" in ops and "aten::addmm" not in ops
+    # One copy per network, reused; the model the runner keeps stays float32
+    # for the next job.
+    assert bf16_network(network) is bf16_network(network)
+    assert all(p.dtype == torch.float32 for p in network.parameters())
+    assert all(p.dtype == torch.bfloat16 for p in bf16_network(network).parameters())
+
+
+def test_fp16_and_other_networks_keep_autocast(tiny_repo: Path) -> None:
+    jobs = one_job(tiny_repo)
+    ops = ops_run(lambda: FastCpuBackend("fp16").run(jobs))
     assert "aten::mkldnn_linear" not in ops and "aten::addmm" in ops
+    hdemucs = load_model("mdx_extra", tiny_repo).models[0]
+    assert not bf16_weights_apply(hdemucs, "bf16")
+    assert bf16_weights_apply(jobs[0].member.model, "bf16")
+    assert not bf16_weights_apply(jobs[0].member.model, "fp32")

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
 
 from soundforge.config import Settings
 from soundforge.jobs import Pipeline, create_separation_job, state
-from soundforge.jobs.events import DatabaseEventBus, RedisEventBus
-from soundforge.library.tracks import delete_track
+from soundforge.jobs.deletion import delete_track
+from soundforge.jobs.events import DatabaseEventBus
+from soundforge.jobs.redis_events import RedisEventBus
+from tests.support.events import first_events, follow_until_final
 
 WORKER = "test-host/boot/1/1.0"
 
 
 def _drive(pipeline: Pipeline, job_id: str) -> None:
-    """What a worker does to a job, without a worker."""
-    time.sleep(0.3)
+    """What a worker does to a job, without a worker (the subscription already
+    holds its snapshot: both transports take it on subscribing)."""
     assert state.claim(pipeline, job_id, WORKER) is not None
     for progress in (10, 20, 30):
         state.set_progress(pipeline, job_id, WORKER, progress)
@@ -28,11 +29,9 @@ def _drive(pipeline: Pipeline, job_id: str) -> None:
 
 def _check_stream(pipeline: Pipeline, user, make_track) -> None:
     job = create_separation_job(pipeline, user, make_track())
-    driver = threading.Thread(target=_drive, args=(pipeline, job.id))
-    with pipeline.events.subscribe(job_ids=[job.id], user_id=user.id, until_final=True) as sub:
-        driver.start()
-        events = list(sub)
-    driver.join()
+    events = follow_until_final(
+        pipeline.events, [job.id], user.id, then=lambda: _drive(pipeline, job.id)
+    )
     versions = [event.version for event in events]
     assert versions == sorted(set(versions)), "no event twice, none out of order"
     assert events[0].status == "queued"  # the snapshot
@@ -61,12 +60,14 @@ def test_redis_bus_hears_every_ten_percent_step(settings, redis_url, user, make_
     """Pub/sub delivers each step (a poller may merge steps that land between two polls)."""
     with Pipeline.open(settings.model_copy(update={"queue_url": redis_url})) as redis_pipeline:
         job = create_separation_job(redis_pipeline, user, make_track())
-        with redis_pipeline.events.subscribe(job_ids=[job.id], until_final=True) as sub:
+
+        def drive() -> None:
             state.claim(redis_pipeline, job.id, WORKER)
             for progress in range(10, 100, 10):
                 state.set_progress(redis_pipeline, job.id, WORKER, progress)
             state.cancelled(redis_pipeline, job.id, WORKER)
-            events = list(sub)
+
+        events = follow_until_final(redis_pipeline.events, [job.id], then=drive)
     assert [e.progress for e in events if e.status == "running"] == list(range(0, 100, 10))
     assert events[-1].status == "cancelled"
 
@@ -74,11 +75,11 @@ def test_redis_bus_hears_every_ten_percent_step(settings, redis_url, user, make_
 def _check_deleted(pipeline: Pipeline, user, make_track) -> None:
     track = make_track()
     job = create_separation_job(pipeline, user, track)
-    with pipeline.events.subscribe(job_ids=[job.id], until_final=True) as sub:
-        first = sub.get(timeout=10)
-        assert first is not None and first.status == "queued"
-        delete_track(pipeline, user, track.id)
-        gone = sub.get(timeout=10)
+    first, gone = first_events(
+        pipeline.events, [job.id], count=2,
+        between=lambda: delete_track(pipeline, user, track.id),
+    )
+    assert first is not None and first.status == "queued"
     assert gone is not None and gone.status == "deleted" and gone.job_id == job.id
 
 
@@ -128,8 +129,7 @@ def test_user_stream_redis(settings, redis_url, user, make_track):
 
 def test_other_users_job_looks_deleted(pipeline, user, make_track):
     job = create_separation_job(pipeline, user, make_track())
-    with pipeline.events.subscribe(job_ids=[job.id], user_id=user.id + 1) as sub:
-        event = sub.get(timeout=5)
+    (event,) = first_events(pipeline.events, [job.id], user.id + 1, timeout=5)
     assert event is not None and event.status == "deleted"
 
 
@@ -138,6 +138,6 @@ def test_subscription_arguments_are_checked(tmp_path):
 
     bus = DatabaseEventBus(Database(Settings(data_dir=tmp_path)))
     with pytest.raises(ValueError):
-        bus.subscribe()
+        bus.asubscribe()
     with pytest.raises(ValueError):
-        bus.subscribe(user_id=1, until_final=True)
+        bus.asubscribe(user_id=1, until_final=True)

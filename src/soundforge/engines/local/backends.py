@@ -31,13 +31,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from soundforge.engines.base import NoticeCallback as Notice
 from soundforge.engines.local.device import check_precision
-from soundforge.engines.local.onednn import OneDnnKernels
+from soundforge.engines.local.onednn import Bf16Network, OneDnnKernels, bf16_network
 from soundforge.errors import EngineError, OutOfMemoryError
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_AUTO_BATCH = 16
 MEMORY_HEADROOM = 0.7
 
-Notice = Callable[[str], None]
+
 
 
 class SegmentBackend(Protocol):
@@ -247,10 +248,14 @@ class FastCpuBackend(ReferenceBackend):
     def _call(self, jobs: Sequence[Job]) -> list[torch.Tensor]:
         model = jobs[0].member.model
         windows = torch.stack([job.window for job in jobs])
-        with torch.inference_mode(), fused_attention(), precision_context(
-            self.device, self.precision
-        ), fast_kernels(self.precision):
-            out = model(windows).float()
+        if bf16_weights_apply(model, self.precision):
+            with torch.inference_mode(), Bf16Network():
+                out = bf16_network(model)(windows).float()
+        else:
+            with torch.inference_mode(), fused_attention(), precision_context(
+                self.device, self.precision
+            ), fast_kernels(self.precision):
+                out = model(windows).float()
         return [center_trim(out[i], job.chunk) for i, job in enumerate(jobs)]
 
 
@@ -261,6 +266,19 @@ def fast_kernels(precision: str) -> contextlib.AbstractContextManager[object]:
     if precision == "fp32" and torch.backends.mkldnn.is_available():
         return OneDnnKernels()
     return contextlib.nullcontext()
+
+
+def bf16_weights_apply(network: Any, precision: str) -> bool:
+    """Whether a bf16 run uses the network's bf16 copy (``onednn.Bf16Network``)
+    rather than autocast: for HTDemucs, the network its tests cover (HDemucs'
+    LSTMs are not rerouted), on a build with oneDNN."""
+    from demucs.htdemucs import HTDemucs
+
+    return (
+        precision == "bf16"
+        and type(network) is HTDemucs
+        and torch.backends.mkldnn.is_available()
+    )
 
 
 def fast_path_refusal(model: Any, plan: Plan, device: torch.device) -> str | None:

@@ -34,6 +34,8 @@ import torch
 
 from soundforge.audio.reader import AudioReader
 from soundforge.audio.writer import StemWriter, stem_filename
+from soundforge.engines.base import NoticeCallback as Notice
+from soundforge.engines.base import Progress, ShouldStop
 from soundforge.engines.local.catalog import check_chunking, get_spec, resolve_outputs
 from soundforge.engines.local.device import resolve_device
 from soundforge.engines.local.request import RunRequest
@@ -56,10 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# (fraction done 0..1, stage) → None
-Progress = Callable[[float, str], None]
-ShouldStop = Callable[[], bool]
-Notice = Callable[[str], None]
 
 # Shorter segments than this lose too much context to be worth a retry.
 MIN_RETRY_SEGMENT = 1.0
@@ -236,13 +234,38 @@ def _separate_roformer(
     should_stop: ShouldStop,
     notice: Notice,
 ) -> dict[str, str]:
-    """A RoFormer model: its own chunking, on the raw (un-normalised) mix."""
-    from soundforge.engines.local.roformer.separation import roformer_separation
+    """A RoFormer model: its own chunking (``roformer/stream.py``) on the raw,
+    un-normalised mix, so the feed's mean and standard deviation stay 0 and 1.
+
+    Chunks are independent and of one length, so ``--batch N`` stacks N per
+    network call; without it, one on the CPU, and on CUDA as many as the free
+    memory holds after measuring the first call.
+    """
+    from soundforge.engines.local.backends import precision_context
+    from soundforge.engines.local.device import check_precision
+    from soundforge.engines.local.roformer.stream import RoformerStream
 
     check_chunking(get_spec(request.model), request.shifts, request.overlap, request.segment)
+    check_precision(request.precision, device)
     stats = measure(request, model.samplerate, model.audio_channels, should_stop)
     raw_stats = MixStats(0.0, 1.0, stats.length, stats.source_frames)
-    separation = roformer_separation(model, request, device, notice)
+    model.net.to(device)
+    separation = Separation(
+        model.samplerate,
+        model.audio_channels,
+        tuple(model.sources),
+        False,
+        lambda feed: [
+            RoformerStream(
+                model,
+                feed,
+                device,
+                precision=lambda: precision_context(device, request.precision),
+                batch=request.batch,
+                notice=notice,
+            )
+        ],
+    )
     on_progress(STATS_SHARE, "separating")
     return stream_to_files(request, outputs, raw_stats, separation, on_progress, should_stop)
 

@@ -8,7 +8,8 @@ from sqlalchemy import distinct, func, select
 from starlette.concurrency import run_in_threadpool
 
 from soundforge.db import ProcessingJob, Stem, Track
-from soundforge.library.tracks import delete_track, list_tracks
+from soundforge.jobs.deletion import delete_track
+from soundforge.library.tracks import list_tracks
 from soundforge.web.access import owned_track, resolve_upload
 from soundforge.web.art import placeholder_svg
 from soundforge.web.deps import Csrf, DbSession, PageUser
