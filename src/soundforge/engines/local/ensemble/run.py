@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from soundforge.engines.local.device import resolve_device
+from soundforge.engines.local.catalog import get_spec
+from soundforge.engines.local.device import check_precision, resolve_device
 from soundforge.engines.local.ensemble.spec import (
     EnsembleSpec,
     ensemble_outputs,
@@ -160,6 +161,8 @@ def member_run(
     the raw mix)."""
     from soundforge.engines.local.backends import choose_backend
 
+    if get_spec(name).is_roformer:
+        return roformer_member(name, model, request, device, notice)
     if request.seed is not None:
         # Every member draws its shifts from the seed, as its own run would.
         random.seed(request.seed)
@@ -177,4 +180,25 @@ def member_run(
     names = tuple(model.sources)
     return MemberRun(
         name, lambda feed: DemucsStream(plan, feed, backend, names, mean, std), plan
+    )
+
+
+def roformer_member(
+    name: str, model: Any, request: RunRequest, device: torch.device, notice: Notice
+) -> MemberRun:
+    """A RoFormer member: its own chunking on the raw mix of the shared feed
+    (the Demucs members' normalisation does not touch it), as its run alone."""
+    from soundforge.engines.local.backends import precision_context
+    from soundforge.engines.local.roformer.stream import RoformerStream
+
+    check_precision(request.precision, device)
+    model.net.to(device)
+    return MemberRun(
+        name,
+        lambda feed: RoformerStream(
+            model, feed, device,
+            precision=lambda: precision_context(device, request.precision),
+            batch=request.batch, notice=notice,
+        ),
+        None,
     )
