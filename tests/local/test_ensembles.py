@@ -12,6 +12,7 @@ import soundfile as sf
 from soundforge.config import Settings
 from soundforge.engines.base import CancelToken, SeparationOptions
 from soundforge.engines.local import catalog
+from soundforge.engines.local.ensemble.presets import PRESETS
 from soundforge.engines.local.engine import LocalEngine
 from soundforge.errors import CancelledError, InvalidOptionError
 from tests.local.equivalence_support import read_stem, sdiff_db
@@ -180,12 +181,16 @@ def test_models_list_shows_the_presets_and_what_they_need(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     rows = {row["model"]: row for row in map(json.loads, done.stdout.splitlines())
             if row["kind"] == "ensemble"}
-    assert set(rows) == {"ensemble_average", "ensemble_vocals_max", "ensemble_six_stems"}
+    assert set(rows) == set(PRESETS)
     six = rows["ensemble_six_stems"]
     assert six["members"] == ["htdemucs_ft", "htdemucs_6s"] and six["available"]
     assert sorted(six["stems"]) == sorted(catalog.SIX_STEMS)
     assert rows["ensemble_vocals_max"]["combiner"] == "max-spec"
     assert rows["ensemble_average"]["missing"] == ["mdx_extra"]
+    # A RoFormer member not in the repository is named like any other.
+    assert rows["ensemble_roformer_vocals"]["missing"] == [
+        "mel_roformer_vocals", "bs_roformer_vocals"
+    ]
     table = soundforge("models", "list", env=env)
     assert "Ensemble presets" in table.stdout and "ensemble_six_stems" in table.stdout
     assert "needs mdx_extra" in table.stdout

@@ -36,3 +36,16 @@ def test_six_stems_from_two_six_stem_families(tmp_path: Path) -> None:
     assert set(both) == set(SIX)
     expected = {name: (demucs[name] + roformer[name]) / 2 for name in SIX}
     assert sdiff_db(both, expected) >= 80
+
+
+@pytest.mark.usefixtures("model_env")
+def test_the_roformer_preset_takes_each_stem_from_its_model(tmp_path: Path) -> None:
+    song = write_audio(tmp_path / "song.wav", seconds=2.0)
+    demucs = separate(song, tmp_path / "a", "--model", "htdemucs_ft")
+    roformer = separate(song, tmp_path / "b", "--model", "mel_roformer_vocals",
+                        "--stems", "vocals")
+    preset = separate(song, tmp_path / "p", "--model", "ensemble_roformer_drums_bass")
+    assert set(preset) == {"drums", "bass", "other", "vocals"}
+    assert sdiff_db({"vocals": preset["vocals"]}, roformer) >= 80
+    assert sdiff_db({k: preset[k] for k in ("drums", "bass", "other")},
+                    {k: demucs[k] for k in ("drums", "bass", "other")}) >= 80

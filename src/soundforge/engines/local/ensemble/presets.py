@@ -41,5 +41,21 @@ PRESETS: dict[str, Preset] = {
             "htdemucs_6s's guitar, piano and other (the 4-stem models' other holds "
             "guitar and piano).",
         ),
+        Preset(
+            "ensemble_roformer_drums_bass",
+            "htdemucs_ft@drums,bass,other+mel_roformer_vocals@vocals",
+            "Four stems, each from the model made for it: Kimberley Jensen's Mel-Band "
+            "RoFormer vocals (the best published vocal figure among our models) and "
+            "htdemucs_ft's fine-tuned drums, bass and other (the vocal RoFormer has no "
+            "drums or bass).",
+        ),
+        Preset(
+            "ensemble_roformer_vocals",
+            "mel_roformer_vocals@vocals+bs_roformer_vocals@vocals",
+            "Vocals only, the average of a Mel-Band and a Band-Split RoFormer: the two "
+            "split the spectrum differently (mel bands against linear bands), so their "
+            "errors differ and the average is cleaner than either. no_vocals is the mix "
+            "minus these vocals.",
+        ),
     )
 }
