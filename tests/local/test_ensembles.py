@@ -12,8 +12,8 @@ import soundfile as sf
 from soundforge.config import Settings
 from soundforge.engines.base import CancelToken, SeparationOptions
 from soundforge.engines.local import catalog
-from soundforge.engines.local.ensemble.presets import PRESETS
 from soundforge.engines.local.engine import LocalEngine
+from soundforge.engines.local.ensemble.presets import PRESETS
 from soundforge.errors import CancelledError, InvalidOptionError
 from tests.local.equivalence_support import read_stem, sdiff_db
 from tests.local.test_cli_separate import soundforge, stem_files
