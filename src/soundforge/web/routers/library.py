@@ -16,7 +16,7 @@ from soundforge.web.errors import WebError, error_body, status_for, wants_json
 from soundforge.web.forms import separate_form_context
 from soundforge.web.ingest import import_uploads
 from soundforge.web.pages import flash, redirect, render
-from soundforge.web.serialize import track_dict
+from soundforge.web.resources import TrackOut
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -82,7 +82,8 @@ async def upload(request: Request, user: PageUser) -> Response:
             return JSONResponse(error_body(error.code, error.message), status_code=status)
         return JSONResponse(
             {
-                "tracks": [track_dict(o.track) for o in added if o.track is not None],
+                "tracks": [TrackOut.from_row(o.track).json_dict()
+                           for o in added if o.track is not None],
                 "errors": [
                     {"filename": o.filename, "code": o.error.code, "message": o.error.message}
                     for o in failed

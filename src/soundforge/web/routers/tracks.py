@@ -17,7 +17,7 @@ from soundforge.web.deps import Csrf, DbSession, PageUser
 from soundforge.web.errors import NotFound, public_message, status_for, wants_json
 from soundforge.web.forms import options_from_form, separate_form_context
 from soundforge.web.pages import flash, redirect, render, safe_next
-from soundforge.web.serialize import job_dict
+from soundforge.web.resources import JobOut
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -87,7 +87,7 @@ async def separate(request: Request, user: PageUser, track_id: str) -> Response:
             return render(request, "separate.html", context, user=user,
                           status_code=status_for(exc))
     if wants_json(request):
-        return JSONResponse(job_dict(job), status_code=202)
+        return JSONResponse(JobOut.from_row(job).json_dict(), status_code=202)
     if job.status == "completed" and job.reused_from_job_id:
         flash(request, "ok", "These stems already existed: reused them instead of separating "
               "again (tick “Run again” to force a new run).")
@@ -145,7 +145,7 @@ async def cancel(request: Request, user: PageUser, job_id: str) -> Response:
         owned_job(session, user, job_id)
     job = await run_in_threadpool(cancel_job, pipeline, user, job_id)
     if wants_json(request) or request.headers.get("x-csrf-token"):
-        return JSONResponse(job_dict(job))
+        return JSONResponse(JobOut.from_row(job).json_dict())
     flash(request, "info", "Cancelling the separation.")
     return redirect(f"/tracks/{job.track_id}")
 
