@@ -130,7 +130,10 @@ class Settings(BaseSettings):
 
     @property
     def uploads_dir(self) -> Path:
-        return self.data_dir / "uploads"
+        """Where tracks and stems are stored (the database holds paths relative to
+        it). Absolute, so that a later ``chdir`` does not move it; the one place
+        this folder is computed."""
+        return Path(self.data_dir).absolute() / "uploads"
 
 
 def get_settings() -> Settings:

@@ -26,6 +26,11 @@ from soundforge.errors import InvalidOptionError
 MIN_PASSWORD_LENGTH = 8
 
 
+def user_id_of(user: User | int) -> int:
+    """The library and the job service take a user or its id (the worker has only the id)."""
+    return user if isinstance(user, int) else user.id
+
+
 def normalize_email(email: str) -> str:
     return email.strip().lower()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from soundforge.db.accounts import user_id_of
 from soundforge.db.errors import NotFoundError
 from soundforge.db.models import ProcessingJob, User
 from soundforge.jobs.events import JobEvent
@@ -22,14 +23,14 @@ from soundforge.library.files import job_stems_dir, remove_job_files, remove_tre
 def delete_separation(pipeline: Pipeline, user: User | int, job_id: str) -> str:
     """Delete the user's separation ``job_id`` with its stems and files;
     returns its track's id. ``NotFoundError`` for another user's job."""
-    user_id = user if isinstance(user, int) else user.id
+    user_id = user_id_of(user)
     with pipeline.db.transaction() as session:
         job = session.scalar(
             select(ProcessingJob).where(ProcessingJob.id == job_id,
                                         ProcessingJob.user_id == user_id)
         )
         if job is None:
-            raise NotFoundError("No such separation.")
+            raise NotFoundError.of("separation")
         track_id, version, status = job.track_id, job.version, job.status
         session.delete(job)
     pipeline.events.publish(JobEvent.deleted(job_id, user_id, track_id, version + 1))

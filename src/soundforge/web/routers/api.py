@@ -15,12 +15,12 @@ from starlette.concurrency import run_in_threadpool
 
 from soundforge.db.accounts import get_user_settings
 from soundforge.errors import InputAudioError
-from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
+from soundforge.jobs.service import cancel_job, create_separation_job, get_job, get_stem, list_jobs
+from soundforge.library.files import resolve_upload
 from soundforge.library.peaks import stem_peaks
 from soundforge.library.separations import delete_separation
-from soundforge.library.tracks import delete_track, list_tracks
+from soundforge.library.tracks import delete_track, get_track, list_tracks
 from soundforge.web import catalog
-from soundforge.web.access import owned_job, owned_stem, owned_track, resolve_upload
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import WebError, error_body, status_for
 from soundforge.web.ingest import import_uploads
@@ -133,7 +133,7 @@ async def api_upload(request: Request, user: ApiUser) -> Response:
 @router.get("/tracks/{track_id}", response_model=TrackOut, tags=["tracks"], responses=ONE,
             summary="One track")
 def api_get_track(session: DbSession, user: ApiUser, track_id: str) -> TrackOut:
-    return TrackOut.from_row(owned_track(session, user, track_id))
+    return TrackOut.from_row(get_track(session, user, track_id))
 
 
 @router.delete("/tracks/{track_id}", status_code=204, tags=["tracks"], responses={**ONE, **CHANGE},
@@ -169,7 +169,7 @@ async def api_create_separation(
 @router.get("/tracks/{track_id}/jobs", response_model=JobList, tags=["separations"], responses=ONE,
             summary="Every separation of a track, newest first")
 def api_track_jobs(session: DbSession, user: ApiUser, track_id: str) -> dict[str, Any]:
-    track = owned_track(session, user, track_id)
+    track = get_track(session, user, track_id)
     jobs = list_jobs(session, user, track_id=track.id)
     return {"jobs": [JobOut.from_row(job, with_stems=True) for job in jobs]}
 
@@ -177,7 +177,7 @@ def api_track_jobs(session: DbSession, user: ApiUser, track_id: str) -> dict[str
 @router.get("/tracks/{track_id}/stems", response_model=StemList, tags=["separations"],
             responses=ONE, summary="Every stem of a track (all completed separations)")
 def api_track_stems(session: DbSession, user: ApiUser, track_id: str) -> dict[str, Any]:
-    track = owned_track(session, user, track_id)
+    track = get_track(session, user, track_id)
     jobs = list_jobs(session, user, track_id=track.id, statuses=["completed"])
     return {"stems": [stem for job in jobs for stem in stems_out(job.stems)]}
 
@@ -210,7 +210,7 @@ def api_job(session: DbSession, user: ApiUser, job_id: str) -> JobOut:
 def api_job_events(
     request: Request, session: DbSession, user: ApiUser, job_id: str
 ) -> Response:
-    owned_job(session, user, job_id)
+    get_job(session, user, job_id)
     return request.app.state.events.job_stream(request, job_id, user.id)
 
 
@@ -236,7 +236,7 @@ def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
                    stem_id: int) -> dict[str, Any]:
     # A plain def: FastAPI runs it in its thread pool, and reading a long stem
     # takes seconds that must not block the event loop.
-    stem = owned_stem(session, user, stem_id)
+    stem = get_stem(session, user, stem_id)
     peaks = _peaks_of(request, stem.file_path, WebError(
         500, "stem_damaged",
         f"The stored {stem.stem_type} stem cannot be read; run the separation again."))
@@ -249,7 +249,7 @@ def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
             summary="The original track's waveform (the player's original mix)")
 def api_track_peaks(request: Request, session: DbSession, user: ApiUser,
                     track_id: str) -> dict[str, Any]:
-    track = owned_track(session, user, track_id)
+    track = get_track(session, user, track_id)
     peaks = _peaks_of(request, track.file_path, WebError(
         500, "track_damaged",
         "The stored audio of this track cannot be read; delete the track and upload it again."))
@@ -258,7 +258,7 @@ def api_track_peaks(request: Request, session: DbSession, user: ApiUser,
 
 def _peaks_of(request: Request, file_path: str, damaged: WebError) -> dict[str, Any]:
     """The waveform of a stored file; ``damaged`` is raised when it cannot be read."""
-    path = resolve_upload(request.app.state.settings.uploads_dir, file_path)
+    path = resolve_upload(request.app.state.settings, file_path)
     try:
         return stem_peaks(path)
     except InputAudioError:

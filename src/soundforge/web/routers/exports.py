@@ -25,7 +25,7 @@ from soundforge.export.naming import safe_value
 from soundforge.export.nistems import STEM_SUFFIX, parse_mapping, write_ni_stems
 from soundforge.export.sources import StemSet, stems_of_job
 from soundforge.filenames import content_disposition
-from soundforge.web.access import owned_job
+from soundforge.jobs.service import get_job
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.routers.files import MEDIA_TYPES
 from soundforge.web.schemas import error_responses
@@ -37,8 +37,8 @@ STALE_SECONDS = 24 * 3600
 
 
 def _source(request: Request, session: DbSession, user: ApiUser, job_id: str) -> StemSet:
-    job = owned_job(session, user, job_id)
-    source = stems_of_job(job, Path(request.app.state.settings.uploads_dir))
+    job = get_job(session, user, job_id)
+    source = stems_of_job(job, request.app.state.settings.uploads_dir)
     # The render takes seconds: end the transaction now so it holds no
     # database connection meanwhile (the StemSet is plain data).
     session.commit()

@@ -8,8 +8,9 @@ from sqlalchemy import distinct, func, select
 from starlette.concurrency import run_in_threadpool
 
 from soundforge.db import ProcessingJob, Stem, Track
-from soundforge.library.tracks import delete_track, list_tracks
-from soundforge.web.access import owned_track, resolve_upload
+from soundforge.db.errors import NotFoundError
+from soundforge.library.files import resolve_upload
+from soundforge.library.tracks import delete_track, get_track, list_tracks
 from soundforge.web.art import placeholder_svg
 from soundforge.web.deps import Csrf, DbSession, PageUser
 from soundforge.web.errors import WebError, error_body, status_for, wants_json
@@ -106,7 +107,7 @@ async def upload(request: Request, user: PageUser) -> Response:
 async def delete(request: Request, user: PageUser, track_id: str) -> Response:
     pipeline = request.app.state.pipeline
     with pipeline.db.session() as session:
-        title = owned_track(session, user, track_id).title
+        title = get_track(session, user, track_id).title
     await run_in_threadpool(delete_track, pipeline, user, track_id)
     flash(request, "ok", f"Deleted “{title}” and its stems.")
     referer = request.headers.get("referer", "")
@@ -125,19 +126,17 @@ def _same_site(referer: str) -> str | None:
 
 @router.get("/tracks/{track_id}/artwork")
 def artwork(request: Request, session: DbSession, user: PageUser, track_id: str) -> Response:
-    from pathlib import Path
 
     from fastapi.responses import FileResponse
 
-    track = owned_track(session, user, track_id)
+    track = get_track(session, user, track_id)
     headers = {"Cache-Control": "private, max-age=86400"}
     if track.artwork_path:
-        uploads = Path(request.app.state.settings.data_dir) / "uploads"
         try:
-            path = resolve_upload(uploads, track.artwork_path)
+            path = resolve_upload(request.app.state.settings, track.artwork_path)
             return FileResponse(path, media_type=track.artwork_mime or "image/jpeg",
                                 headers=headers)
-        except WebError:
+        except NotFoundError:
             pass  # the cover file is gone: fall back to the placeholder
     return Response(placeholder_svg(track.id, track.title), media_type="image/svg+xml",
                     headers=headers)
