@@ -339,6 +339,10 @@ class _DbSubscription(_SyncBase):
     def __init__(self, poller: _DbPoller) -> None:
         super().__init__(poller.watch)
         self._poller = poller
+        # The snapshot is the state when subscribing, as Redis subscriptions
+        # read it: a change made right after subscribing arrives as a change,
+        # not folded into a late first poll.
+        self._pending.extend(poller.poll())
 
     def _fetch(self, timeout: float) -> list[JobEvent]:
         wait = self._poller.wait_time()
@@ -361,6 +365,11 @@ class _AsyncDbSubscription(_AsyncBase):
             return []
         await asyncio.sleep(wait)
         return await asyncio.to_thread(self._poller.poll)
+
+    async def __aenter__(self) -> Self:
+        # The snapshot when subscribing (see _DbSubscription).
+        self._pending.extend(await asyncio.to_thread(self._poller.poll))
+        return self
 
 
 class DatabaseEventBus:
