@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher, profiles
 
+from soundforge.db import security
 from tests.support.audio import write_audio
 from tests.support.tiny_models import build_tiny_repo
 
@@ -18,6 +21,18 @@ SOUNDFORGE_BIN = ROOT / ".venv" / "bin" / "soundforge"
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny random-weight versions of every offered model, in LocalRepo format."""
     return build_tiny_repo(tmp_path_factory.mktemp("model-repo"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2id with argon2's cheapest parameters in this process: the hashes are
+    real and checked by the same code, but a sign-up costs microseconds instead
+    of half a second of CPU (hundreds of tests sign up). Production keeps
+    ``security.PASSWORD_PARAMETERS``: tests/web/test_auth.py checks them, and
+    that a hash with other parameters is upgraded at login."""
+    previous = security.use_password_hasher(PasswordHasher.from_parameters(profiles.CHEAPEST))
+    yield
+    security.use_password_hasher(previous)
 
 
 @pytest.fixture(autouse=True)
