@@ -46,7 +46,7 @@ def load_source(text: str, original: Path | None = None) -> StemSet:
                     f"No job {text} in the database of {settings.data_dir}: check the id "
                     "(the web app shows it in the job's URL), or set SOUNDFORGE_DATA_DIR."
                 )
-            return stems_of_job(job, settings.uploads_dir)
+            return stems_of_job(job, settings)
     except SQLAlchemyError:
         raise InvalidOptionError(
             f"There is no readable SoundForge database in {settings.data_dir} to look job "

@@ -37,7 +37,7 @@ STALE_SECONDS = 24 * 3600
 
 def _source(request: Request, session: DbSession, user: ApiUser, job_id: str) -> StemSet:
     job = get_job(session, user, job_id)
-    source = stems_of_job(job, request.app.state.settings.uploads_dir)
+    source = stems_of_job(job, request.app.state.settings)
     # The render takes seconds: end the transaction now so it holds no
     # database connection meanwhile (the StemSet is plain data).
     session.commit()
