@@ -32,6 +32,7 @@ test: $(STAMP_TEST)
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
 	$(BIN)/cog --check $(COGGED)
 
 # Rewrite the generated parts of the docs after changing a setting.

@@ -8,7 +8,7 @@ official modules (the reference) and through SoundForge's fast CPU path, then:
 * counts the arithmetic of each kind of work (matrix products, convolutions,
   attention) and the time the fast path spends in each (PyTorch's profiler);
 * measures the best rate this machine's kernels reach on the model's own
-  shapes: MKL's sgemm and oneDNN's 1×1 convolution for the linear layers,
+  shapes: MKL's sgemm, oneDNN's matmul and 1×1 convolution for the linear layers,
   oneDNN for the convolutions, the fused kernel for attention;
 * prints the lower bound that follows: every operation at that best rate and
   everything else (normalisations, activations, copies, STFT) free.
@@ -31,12 +31,13 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from soundforge.engines.local.backends import fused_attention
+from soundforge.engines.local.backends import fast_kernels, fused_attention
+from soundforge.engines.local.onednn import onednn_linear
 
 SEGMENT_SAMPLES = 343980  # htdemucs' training segment: 7.8 s at 44.1 kHz
 CLASSES = ("matrix products", "convolutions", "attention")
 OPS = {
-    "matrix products": {"aten::addmm", "aten::mm", "aten::bmm"},
+    "matrix products": {"aten::addmm", "aten::mm", "aten::bmm", "aten::mkldnn_linear"},
     "convolutions": {"aten::mkldnn_convolution", "aten::_convolution",
                      "aten::convolution_overrideable", "aten::slow_conv_transpose2d"},
     "attention": {"aten::_scaled_dot_product_flash_attention_for_cpu"},
@@ -76,7 +77,9 @@ def flops_by_class(model: torch.nn.Module, mix: torch.Tensor) -> dict[str, float
 
 
 def profile_by_class(model: torch.nn.Module, mix: torch.Tensor) -> dict[str, float]:
-    with torch.no_grad(), fused_attention(), profile(activities=[ProfilerActivity.CPU]) as prof:
+    with torch.no_grad(), fused_attention(), fast_kernels("fp32"), profile(
+        activities=[ProfilerActivity.CPU]
+    ) as prof:
         model(mix)
     times = dict.fromkeys((*CLASSES, "everything else"), 0.0)
     for event in prof.key_averages():
@@ -99,6 +102,8 @@ def best_rates(model: Any) -> dict[str, float]:
             x4 = x.view(1, n, 1, dim).permute(0, 3, 1, 2)
             w4 = w.view(hidden, dim, 1, 1).contiguous(memory_format=torch.channels_last)
             linear.append(flops / seconds(partial(F.conv2d, x4, w4)))
+            # oneDNN's matmul, conversions included (what the fast path runs).
+            linear.append(flops / seconds(partial(onednn_linear, x, w, None)))
         conv = []
         for channels, rows in [(384, 8), (192, 32), (96, 128), (48, 512)]:
             x, w = torch.randn(1, channels, rows, 336), torch.randn(2 * channels, channels, 3, 3)
@@ -128,7 +133,7 @@ def main() -> None:
             model(mix)
 
     def fast() -> None:
-        with torch.no_grad(), fused_attention():
+        with torch.no_grad(), fused_attention(), fast_kernels("fp32"):
             model(mix)
 
     ref_s, fast_s = seconds(reference), seconds(fast)

@@ -254,19 +254,20 @@ def worker_warm(args: argparse.Namespace) -> dict[str, Any]:
     loads = []
     with LocalEngine(Settings(model_repo=Path(args.repo), demucs_timeout=600)) as engine:
         for job in range(2):
-            engine.separate(
+            result = engine.separate(
                 Path(args.input),
                 SeparationOptions(model="htdemucs"),
                 None,
                 None,
                 Path(args.out) / f"job{job}",
             )
-            result = engine.last_result
             loads.append(
                 {
-                    "load_seconds": result.get("load_seconds"),
-                    "model_reused": result.get("model_reused"),
-                    "model_loads": result.get("model_loads"),
+                    "load_seconds": result.timings.get("load"),
+                    "model_reused": result.reused,
+                    # One engine, one runner: every run that did not reuse loaded.
+                    "model_loads": sum(not entry["model_reused"] for entry in loads)
+                    + (not result.reused),
                 }
             )
     return {"jobs": loads}

@@ -51,7 +51,8 @@ class Separator:
     ) -> dict[str, Path]:
         options = self.options.with_changes(**overrides) if overrides else self.options
         destination = track_folder(Path(output_dir), Path(input_path))
-        return self.engine.separate(Path(input_path), options, on_progress, cancel, destination)
+        result = self.engine.separate(Path(input_path), options, on_progress, cancel, destination)
+        return result.stems
 
     def close(self) -> None:
         self.engine.close()

@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from soundforge.config import Settings
-from soundforge.engines.lalalai.client import RetryPolicy
 from soundforge.engines.lalalai.engine import LalalaiEngine
+from soundforge.engines.lalalai.retrying import RetryPolicy
 from tests.support.audio import write_audio
 from tests.support.fake_lalalai import FakeLalalai, fake_lalalai, fake_lalalai_server
 

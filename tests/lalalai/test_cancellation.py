@@ -11,7 +11,9 @@ import pytest
 
 from soundforge.config import Settings
 from soundforge.engines.base import CancelToken, SeparationOptions
-from soundforge.engines.lalalai.engine import LalalaiEngine, cancel_all
+from soundforge.engines.lalalai.engine import LalalaiEngine
+from soundforge.engines.lalalai.release import cancel_all
+from soundforge.engines.lalalai.retrying import RetryPolicy
 from soundforge.errors import CancelledError
 from tests.lalalai.conftest import listing
 from tests.support.fake_lalalai import FakeLalalai, FakeTask
@@ -33,7 +35,8 @@ class Background:
 
     def _run(self, engine: LalalaiEngine, song: Path, options: SeparationOptions) -> None:
         try:
-            self.result = engine.separate(song, options, self.progress.append, self.token, self.out)
+            result = engine.separate(song, options, self.progress.append, self.token, self.out)
+            self.result = result.stems
         except BaseException as exc:
             self.error = exc
 
@@ -182,3 +185,27 @@ def test_cancel_during_download_keeps_nothing(
     assert not [name for name in listing(tmp_path) if name.startswith(".staging-")]
     assert all(source.deleted for source in fake.sources.values())
     assert fake.calls["cancel"] == 0  # the task had finished: nothing to cancel
+
+
+@pytest.mark.parametrize("endpoint", ["upload", "download"])
+def test_cancel_during_a_retry_wait_ends_the_wait(
+    endpoint: str,
+    fake: FakeLalalai,
+    make_engine: Callable[..., LalalaiEngine],
+    song: Path,
+    tmp_path: Path,
+) -> None:
+    """The wait before a retry listens to the cancel: with these delays (150 s or
+    more before the second try) the run could not end within ``join``'s 30 s
+    otherwise."""
+    engine = make_engine(retry=RetryPolicy(attempts=3, base_delay=300.0, max_delay=300.0))
+    fake.fail_next(endpoint, 1, status=503)
+    run = Background(engine, song, tmp_path / "o", stems=("bass",))
+    fake.wait_for(lambda: fake.calls[endpoint] >= 1)
+    run.token.cancel()
+    run.join()
+    assert isinstance(run.error, CancelledError)
+    assert fake.calls[endpoint] == 1, "no second try after the cancel"
+    assert listing(tmp_path / "o") == set()
+    assert not [name for name in listing(tmp_path) if name.startswith(".staging-")]
+    assert all(source.deleted for source in fake.sources.values())

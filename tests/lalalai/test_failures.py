@@ -22,7 +22,7 @@ from tests.support.fake_lalalai import FakeLalalai
 
 
 def separate(engine: LalalaiEngine, song: Path, out: Path, **options: object) -> dict:
-    return engine.separate(song, SeparationOptions(**options), None, None, out)
+    return engine.separate(song, SeparationOptions(**options), None, None, out).stems
 
 
 def assert_nothing_left(tmp_path: Path, out: Path) -> None:

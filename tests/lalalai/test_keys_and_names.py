@@ -70,7 +70,7 @@ def test_non_ascii_file_names_reach_the_provider_intact(
     target.parent.mkdir()
     shutil.copy(song, target)
     stems = engine.separate(target, SeparationOptions(stems=("bass",)), None, None,
-                            tmp_path / "out")
+                            tmp_path / "out").stems
     (source,) = fake.sources.values()
     assert source.name == name
     assert set(stems) == {"bass", "no_bass"}

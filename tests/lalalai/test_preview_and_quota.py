@@ -25,8 +25,9 @@ from tests.support.fake_lalalai import FakeLalalai
 def test_preview_uploads_only_the_first_60_seconds(
     engine: LalalaiEngine, fake: FakeLalalai, long_song: Path, tmp_path: Path
 ) -> None:
-    stems = engine.separate(long_song, SeparationOptions(stems=("vocals", "drums"), preview=True),
-                            None, None, tmp_path / "out")
+    result = engine.separate(long_song, SeparationOptions(stems=("vocals", "drums"), preview=True),
+                             None, None, tmp_path / "out")
+    stems = result.stems
     (source,) = fake.sources.values()
     assert source.name == "long song (preview).flac"
     assert source.duration == 60
@@ -41,7 +42,7 @@ def test_preview_uploads_only_the_first_60_seconds(
         assert (rate, data.shape) == (8000, (60 * 8000, 1))
         measured = float(np.sum(data * original) / np.sum(original * original))
         assert measured == pytest.approx(task.track(label).gain, abs=2e-3)
-    assert engine.last_result["minutes"] == 2.0
+    assert result.minutes == 2.0
 
 
 def test_preview_of_a_short_track_is_the_whole_track(
@@ -178,7 +179,7 @@ def test_key_precedence_user_then_env_then_system(
 def test_mp3_input(engine: LalalaiEngine, fake: FakeLalalai, tmp_path: Path) -> None:
     song = write_audio(tmp_path / "song.mp3", seconds=2.0)
     stems = engine.separate(song, SeparationOptions(stems=("bass",), format="flac"), None, None,
-                            tmp_path / "out")
+                            tmp_path / "out").stems
     (source,) = fake.sources.values()
     assert source.name == "song.mp3" and source.format == "mp3"
     info = sf.info(stems["bass"])

@@ -1,4 +1,5 @@
-"""Reporting a separation's provider work as it comes to exist (``on_tasks``),
+"""Reporting a separation's provider work as it comes to exist
+(``RunHooks.on_provider_work``),
 and releasing the work of a run that died (``release_provider_work``)."""
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import pytest
 from pydantic import SecretStr
 
 from soundforge.config import Settings
-from soundforge.engines.base import CancelToken, SeparationOptions
-from soundforge.engines.lalalai.client import LalalaiClient
-from soundforge.engines.lalalai.engine import (
-    LalalaiEngine,
+from soundforge.engines.base import (
+    CancelToken,
     ProviderWork,
-    release_provider_work,
+    RunHooks,
+    SeparationOptions,
+    SeparationResult,
 )
+from soundforge.engines.lalalai.client import LalalaiClient
+from soundforge.engines.lalalai.engine import LalalaiEngine
+from soundforge.engines.lalalai.release import release_provider_work
 from tests.lalalai.conftest import FAST_RETRY, listing
 from tests.support.fake_lalalai import FakeLalalai
 
@@ -46,9 +50,9 @@ def test_on_tasks_reports_the_source_then_each_task_while_they_run(
 
     def run() -> None:
         try:
-            outcome["stems"] = held.separate(
+            outcome["result"] = held.separate(
                 song, SeparationOptions(stems=("synth", "wind")), None, CancelToken(),
-                tmp_path / "out", on_tasks=on_tasks,
+                tmp_path / "out", RunHooks(on_provider_work=on_tasks),
             )
         except BaseException as exc:
             outcome["error"] = exc
@@ -68,7 +72,9 @@ def test_on_tasks_reports_the_source_then_each_task_while_they_run(
     fake.release()
     thread.join(timeout=30)
     assert "error" not in outcome, outcome.get("error")
-    assert set(held.last_result["tasks"]) == set(reports[-1].task_ids)
+    result = outcome["result"]
+    assert isinstance(result, SeparationResult)
+    assert result.provider_work == reports[-1]
     assert len(reports) == 3, "nothing more is reported once every task has started"
 
 
@@ -81,7 +87,7 @@ def test_a_failing_on_tasks_stops_the_separation_and_cleans_up(
 
     with pytest.raises(RuntimeError, match="recorder is broken"):
         held.separate(song, SeparationOptions(stems=("synth", "wind")), None, None,
-                      tmp_path / "out", on_tasks=on_tasks)
+                      tmp_path / "out", RunHooks(on_provider_work=on_tasks))
     (task,) = fake.tasks.values()  # the second task was never started
     assert task.status == "cancelled" and task.cancelled_by == "cancel"
     assert all(source.deleted for source in fake.sources.values())

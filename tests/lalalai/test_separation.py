@@ -29,7 +29,7 @@ API_LABEL = {
 
 def run(engine: LalalaiEngine, song: Path, out: Path, **options: object) -> tuple[dict, list[int]]:
     seen: list[int] = []
-    stems = engine.separate(song, SeparationOptions(**options), seen.append, None, out)
+    stems = engine.separate(song, SeparationOptions(**options), seen.append, None, out).stems
     return stems, seen
 
 
@@ -195,11 +195,12 @@ def test_no_backing_vocals_found_gives_a_silent_stem(
     engine: LalalaiEngine, fake: FakeLalalai, song: Path, tmp_path: Path
 ) -> None:
     fake.no_backing_vocals = True
-    stems, _ = run(engine, song, tmp_path / "out", stems=("backing_vocals",))
-    data, rate = sf.read(stems["backing_vocals"], always_2d=True)
+    result = engine.separate(song, SeparationOptions(stems=("backing_vocals",)), None, None,
+                             tmp_path / "out")
+    data, rate = sf.read(result.stems["backing_vocals"], always_2d=True)
     assert rate == 44100 and data.shape == (3 * 44100, 2)
     assert not data.any()
-    assert any("backing vocals" in note for note in engine.last_result["notes"])
+    assert any("backing vocals" in note for note in result.notes)
 
 
 def test_mono_input_gives_mono_stems(

@@ -170,7 +170,8 @@ def test_json_mode_prints_protocol_messages(model_env: Path, song: Path, tmp_pat
 def test_models_list_shows_every_model_and_where_it_is(model_env: Path) -> None:
     done = soundforge("models", "list", "--json")
     assert done.returncode == 0
-    models = {m["model"]: m for m in map(json.loads, done.stdout.splitlines())}
+    rows = list(map(json.loads, done.stdout.splitlines()))
+    models = {m["model"]: m for m in rows if m["kind"] == "model"}
     assert set(models) == {"htdemucs", "htdemucs_ft", "htdemucs_6s", "mdx_extra"}
     assert models["htdemucs_6s"]["stems"] == ["drums", "bass", "other", "vocals", "guitar", "piano"]
     assert models["htdemucs_ft"]["is_bag"] and not models["htdemucs"]["is_bag"]

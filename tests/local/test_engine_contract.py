@@ -29,7 +29,7 @@ def test_every_model_gives_its_stems_at_the_inputs_length_and_rate(
     progress: list[int] = []
     stems = engine.separate(
         source, SeparationOptions(model=model), progress.append, None, tmp_path / "out"
-    )
+    ).stems
     assert set(stems) == set(MODELS[model].stems)
     for name, path in stems.items():
         assert path == tmp_path / "out" / f"{name}.wav"
@@ -46,10 +46,10 @@ def test_two_stems_complement_is_the_sum_of_the_other_stems(
 ) -> None:
     source = write_audio(tmp_path / "in.wav", seconds=3)
     opts = SeparationOptions(wav_depth="float", seed=3)
-    four = engine.separate(source, opts, None, None, tmp_path / "four")
+    four = engine.separate(source, opts, None, None, tmp_path / "four").stems
     two = engine.separate(
         source, opts.with_changes(two_stems="vocals"), None, None, tmp_path / "two"
-    )
+    ).stems
     assert set(two) == {"vocals", "no_vocals"}
     others = sum(read(four[name])[0] for name in ("drums", "bass", "other"))
     no_vocals, _ = read(two["no_vocals"])
@@ -64,7 +64,7 @@ def test_subset_of_stems_writes_only_those(engine: LocalEngine, tmp_path: Path) 
     stems = engine.separate(
         source, SeparationOptions(model="htdemucs_6s", stems=("guitar", "piano")), None, None,
         tmp_path / "out",
-    )
+    ).stems
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["guitar.wav", "piano.wav"]
     assert set(stems) == {"guitar", "piano"}
 
@@ -73,7 +73,8 @@ def test_mono_low_rate_input_gives_mono_stems_at_that_rate(
     engine: LocalEngine, tmp_path: Path
 ) -> None:
     source = write_audio(tmp_path / "in.flac", seconds=2, rate=22050, channels=1)
-    stems = engine.separate(source, SeparationOptions(format="flac"), None, None, tmp_path / "o")
+    options = SeparationOptions(format="flac")
+    stems = engine.separate(source, options, None, None, tmp_path / "o").stems
     for path in stems.values():
         info = sf.info(str(path))
         assert (info.samplerate, info.channels, info.frames) == (22050, 1, 44100)
@@ -84,7 +85,7 @@ def test_output_sample_rate_can_be_asked_for(engine: LocalEngine, tmp_path: Path
     source = write_audio(tmp_path / "in.wav", seconds=2, rate=22050, channels=1)
     stems = engine.separate(
         source, SeparationOptions(sample_rate=44100, stems=("vocals",)), None, None, tmp_path / "o"
-    )
+    ).stems
     info = sf.info(str(stems["vocals"]))
     assert (info.samplerate, info.frames) == (44100, 88200)
 
@@ -101,7 +102,7 @@ def test_output_formats(
     stems = engine.separate(
         source, SeparationOptions(format=fmt, wav_depth=depth, stems=("vocals",)),  # type: ignore[arg-type]
         None, None, tmp_path / "o",
-    )
+    ).stems
     info = sf.info(str(stems["vocals"]))
     assert info.subtype == subtype
     assert stems["vocals"].suffix == f".{fmt}"
@@ -116,7 +117,7 @@ def test_reads_common_formats(engine: LocalEngine, tmp_path: Path, suffix: str) 
     source = write_audio(tmp_path / f"in{suffix}", seconds=2, rate=44100)
     stems = engine.separate(
         source, SeparationOptions(stems=("vocals",)), None, None, tmp_path / "o"
-    )
+    ).stems
     data, rate = read(stems["vocals"])
     assert rate == 44100
     # Lossy containers add encoder priming; the stem follows the decoded length.
@@ -126,7 +127,7 @@ def test_reads_common_formats(engine: LocalEngine, tmp_path: Path, suffix: str) 
 def test_silence_in_silent_stems_out(engine: LocalEngine, tmp_path: Path) -> None:
     source = tmp_path / "silence.wav"
     sf.write(str(source), np.zeros((44100 * 2, 2), np.float32), 44100)
-    stems = engine.separate(source, SeparationOptions(), None, None, tmp_path / "o")
+    stems = engine.separate(source, SeparationOptions(), None, None, tmp_path / "o").stems
     assert len(stems) == 4
     for path in stems.values():
         data, _ = read(path)
@@ -137,13 +138,14 @@ def test_silence_in_silent_stems_out(engine: LocalEngine, tmp_path: Path) -> Non
 def test_a_warm_runner_does_not_reload_the_model(tiny_repo: Path, tmp_path: Path) -> None:
     source = write_audio(tmp_path / "in.wav", seconds=1)
     with LocalEngine(Settings(model_repo=tiny_repo)) as local:
-        local.separate(source, SeparationOptions(), None, None, tmp_path / "a")
-        first = local.last_result
-        local.separate(source, SeparationOptions(two_stems="bass"), None, None, tmp_path / "b")
-        second = local.last_result
+        first = local.separate(source, SeparationOptions(), None, None, tmp_path / "a")
+        second = local.separate(
+            source, SeparationOptions(two_stems="bass"), None, None, tmp_path / "b"
+        )
         pid = local.port.pid
-    assert first["model_reused"] is False and second["model_reused"] is True
-    assert second["model_loads"] == 1
+    assert first.reused is False and second.reused is True
+    # Both runs say how long the load and the whole run took.
+    assert {"load", "total"} <= set(first.timings) and {"load", "total"} <= set(second.timings)
     assert pid is not None
 
 

@@ -242,5 +242,5 @@ def test_through_the_engine_and_runner_process(tiny_repo: Path, tmp_path: Path) 
     source = write_audio(tmp_path / "in.wav", seconds=2.4)
     options = SeparationOptions(model="htdemucs_6s", wav_depth="float", shifts=1, seed=8)
     with LocalEngine(Settings(model_repo=tiny_repo, demucs_timeout=120)) as engine:
-        stems = engine.separate(source, options, None, None, tmp_path / "out")
+        stems = engine.separate(source, options, None, None, tmp_path / "out").stems
     check(model, {k: str(v) for k, v in stems.items()}, source, shifts=1, seed=8)

@@ -12,8 +12,9 @@ from PIL import Image
 
 from soundforge.db.errors import NotFoundError
 from soundforge.errors import InputAudioError
+from soundforge.jobs.deletion import delete_track
 from soundforge.library.files import resolve_upload
-from soundforge.library.tracks import delete_track, get_track, import_track, list_tracks
+from soundforge.library.tracks import get_track, import_track, list_tracks
 from tests.support.audio import write_audio
 
 

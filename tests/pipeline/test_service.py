@@ -205,7 +205,7 @@ def test_same_audio_reuses_stems_unless_forced(pipeline, user, make_track, start
         assert resolve_upload(pipeline.settings, stem.file_path).is_file()
 
     # Each job owns its files: removing the original's does not break the reuse.
-    from soundforge.library.tracks import delete_track
+    from soundforge.jobs.deletion import delete_track
 
     delete_track(pipeline, user, first_track.id)
     for stem in reused.stems:

@@ -7,9 +7,10 @@ import pytest
 
 from soundforge.config import Settings
 from soundforge.jobs import create_separation_job
-from soundforge.jobs.events import RedisEventBus
+from soundforge.jobs.redis_events import RedisEventBus
 from tests.pipeline.conftest import wait_final, wait_status
 from tests.pipeline.test_worker import LONG, _run_twenty_jobs, _stems_of
+from tests.support.events import follow_until_final
 
 pytestmark = pytest.mark.services
 
@@ -33,9 +34,7 @@ def test_two_workers_share_postgres_and_redis_and_run_each_job_once(
 def test_live_progress_over_redis_from_a_worker_process(pipeline, user, make_track, start_worker):
     assert isinstance(pipeline.events, RedisEventBus)
     job = create_separation_job(pipeline, user, make_track(seconds=LONG), {"stems": "vocals"})
-    with pipeline.events.subscribe(job_ids=[job.id], until_final=True) as sub:
-        start_worker()
-        events = list(sub)
+    events = follow_until_final(pipeline.events, [job.id], then=start_worker)
     assert events[-1].status == "completed"
     running = [event.progress for event in events if event.status == "running"]
     # A 30-second track gives the tiny model dozens of progress reports: every

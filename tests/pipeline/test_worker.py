@@ -16,9 +16,10 @@ from sqlalchemy import select
 
 from soundforge.db.models import ProcessingJob, Stem
 from soundforge.jobs import cancel_job, create_separation_job, get_job
+from soundforge.jobs.deletion import delete_track
 from soundforge.library.files import resolve_upload
-from soundforge.library.tracks import delete_track
 from tests.pipeline.conftest import staging_dirs, wait_final, wait_for, wait_status
+from tests.support.events import follow_until_final
 from tests.support.tiny_models import build_tiny_repo
 
 # Long enough (tens of segments of the tiny model) that a test can act mid-run.
@@ -39,10 +40,7 @@ def test_job_completes_with_stem_rows_files_and_live_progress(
 ):
     track = make_track(seconds=6.0)
     job = create_separation_job(pipeline, user, track)
-    events = []
-    with pipeline.events.subscribe(job_ids=[job.id], user_id=user.id, until_final=True) as sub:
-        start_worker()
-        events.extend(sub)
+    events = follow_until_final(pipeline.events, [job.id], user.id, then=start_worker)
 
     done = wait_final(pipeline, job.id)
     assert done.status == "completed", done.error_message

@@ -92,3 +92,13 @@ def build_tiny_repo(repo: Path, names: tuple[str, ...] | None = None) -> Path:
         sigs = [_save(repo, _package(HDemucs, tiny_hdemucs_kwargs(FOUR), 20 + i)) for i in range(4)]
         _bag(repo, "mdx_extra", sigs, segment=44)
     return repo
+
+
+def build_tiny_model_at_rate(repo: Path, name: str, samplerate: int, seed: int = 3) -> Path:
+    """A tiny ``name`` (htdemucs-shaped) that works at ``samplerate``: for the
+    checks that refuse to combine models of different rates."""
+    repo.mkdir(parents=True, exist_ok=True)
+    kwargs = {**tiny_htdemucs_kwargs(SIX if name == "htdemucs_6s" else FOUR),
+              "samplerate": samplerate}
+    _bag(repo, name, [_save(repo, _package(HTDemucs, kwargs, seed))])
+    return repo

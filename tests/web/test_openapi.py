@@ -72,13 +72,20 @@ def test_engine_model_format_and_stem_names_are_enums(spec: dict[str, Any]) -> N
         return choice.get("enum") or choice["items"]["enum"]
 
     assert values(props["engine"]) == ["local", "lalalai"]
-    assert "htdemucs_6s" in values(props["model"])
+    # The model is an open set (any ensemble: "a+b"), documented by examples:
+    # every model and preset, and the ensemble syntax.
+    (model,) = [s for s in props["model"]["anyOf"] if s.get("type") != "null"]
+    assert "enum" not in model
+    assert {"htdemucs_6s", "ensemble_six_stems", "max-spec/htdemucs_ft+mdx_extra"} <= set(
+        model["examples"])
     assert values(props["format"]) == ["wav", "flac", "mp3"]
     assert {"vocals", "guitar", "electric_guitar", "backing_vocals"} <= set(values(props["stems"]))
     assert "phoenix" in values(props["splitter"])
     assert values(props["extraction_level"]) == ["deep_extraction", "clear_cut"]
     settings = spec["components"]["schemas"]["SettingsIn"]["properties"]
     assert values(settings["output_format"]) == ["wav", "flac", "mp3"]
+    # The default model is a model or a preset: a closed set.
+    assert {"htdemucs_6s", "ensemble_six_stems"} <= set(values(settings["demucs_model"]))
 
 
 def test_a_wrong_value_still_gets_the_engines_message(alice: User, wav: Path) -> None:

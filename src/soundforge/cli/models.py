@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
@@ -28,7 +30,8 @@ def list_models(
         state = availability(spec.name, settings.model_repo)
         if as_json:
             emit_json({
-                "model": spec.name, "stems": list(spec.stems), "bag_size": spec.bag_size,
+                "model": spec.name, "kind": "model", "stems": list(spec.stems),
+                "bag_size": spec.bag_size,
                 "is_bag": spec.is_bag, "download_mb": spec.download_mb,
                 "quality": spec.quality, "speed": spec.speed,
                 "available": state.available, "where": state.where,
@@ -46,19 +49,58 @@ def list_models(
         )
     if not as_json:
         stdout.print(table)
+    list_presets(settings.model_repo, as_json)
+
+
+def list_presets(repo: Path | None, as_json: bool) -> None:
+    """The ensemble presets: what each combines, its stems, and why it exists."""
+    from soundforge.engines.local.ensemble import PRESETS, parse_ensemble
+    from soundforge.engines.local.loader import availability
+
+    table = Table(title="Ensemble presets (--model NAME)", title_justify="left")
+    for column in ("preset", "combines", "stems", "offline", "why"):
+        table.add_column(column, overflow="fold")
+    for name, preset in PRESETS.items():
+        spec = parse_ensemble(name)
+        members = [member.model for member in spec.members]
+        missing = [m for m in members if not availability(m, repo).available]
+        if as_json:
+            emit_json({
+                "model": name, "kind": "ensemble", "definition": spec.definition,
+                "members": members, "combiner": spec.combiner, "stems": list(spec.stems),
+                "available": not missing, "missing": missing, "rationale": preset.rationale,
+            })
+            continue
+        table.add_row(
+            name,
+            spec.definition,
+            " ".join(spec.stems),
+            "[green]yes[/]" if not missing else f"[yellow]no[/] (needs {', '.join(missing)})",
+            preset.rationale,
+        )
+    if not as_json:
+        stdout.print(table)
+        stdout.print("Any ensemble: --model a+b, a:2+b (weights), max-spec/a+b or min-spec/a+b, "
+                     "a@drums,bass+b (a gives only drums and bass).", markup=False)
 
 
 @models_app.command("download")
-def download_model(name: str = typer.Argument(..., help="Model name, e.g. htdemucs")) -> None:
+def download_model(
+    name: str = typer.Argument(..., help="Model or ensemble preset, e.g. htdemucs"),
+) -> None:
     """Fetch a model's weights now, so separation works offline later."""
+    from soundforge.engines.local.ensemble import PRESETS, parse_ensemble
     from soundforge.engines.local.loader import download
 
-    try:
-        where = download(name)
-    except SoundForgeError as exc:
-        error(exc.message)
-        raise typer.Exit(1) from None
-    stdout.print(f"{name}: {where}")
+    # A preset's weights are its members'.
+    names = [m.model for m in parse_ensemble(name).members] if name in PRESETS else [name]
+    for each in names:
+        try:
+            where = download(each)
+        except SoundForgeError as exc:
+            error(exc.message)
+            raise typer.Exit(1) from None
+        stdout.print(f"{each}: {where}")
 
 
 def register(app: typer.Typer) -> None:

@@ -75,7 +75,12 @@ def separate_command(
         Path("separated"), "-o", "--output", help="Folder for OUTDIR/{track}/{stem}.{ext}."
     ),
     engine: str = typer.Option("local", "--engine", help=f"{' or '.join(ENGINE_NAMES)}."),
-    model: str = typer.Option("htdemucs", "--model", "-n", help="Demucs model (local engine)."),
+    model: str = typer.Option(
+        "htdemucs", "--model", "-n",
+        help="Model, preset or ensemble (local engine): htdemucs, ensemble_six_stems, "
+        "htdemucs_ft+mdx_extra, htdemucs_ft:2+mdx_extra, max-spec/htdemucs_ft+mdx_extra; "
+        "see `soundforge models list`.",
+    ),
     stems: str | None = typer.Option(
         None, "--stems", help="Only these stems, comma-separated (e.g. vocals,drums)."
     ),
@@ -230,7 +235,7 @@ def separate_one(
             def on_progress(percent: int) -> None:
                 emit_json({"type": "progress", "input": str(input_path), "percent": percent})
 
-            stems = engine.separate(input_path, options, on_progress, None, destination)
+            stems = engine.separate(input_path, options, on_progress, None, destination).stems
         else:
             stems = separate_with_bar(engine, input_path, options, destination)
         stems = placement.place(input_path, stems)
@@ -253,7 +258,7 @@ def separate_with_bar(
     engine: Engine, input_path: Path, options: SeparationOptions, destination: Path
 ) -> dict[str, Path]:
     if not stderr.is_terminal:
-        return engine.separate(input_path, options, None, None, destination)
+        return engine.separate(input_path, options, None, None, destination).stems
     columns: list[Any] = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -268,7 +273,7 @@ def separate_with_bar(
         def on_progress(percent: int) -> None:
             bar.update(task, completed=percent)
 
-        return engine.separate(input_path, options, on_progress, None, destination)
+        return engine.separate(input_path, options, on_progress, None, destination).stems
 
 
 def register(app: typer.Typer) -> None:

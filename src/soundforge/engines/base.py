@@ -1,8 +1,12 @@
 """The one interface both engines implement.
 
-``Engine.separate(input, options, on_progress, cancel, destination)`` turns one
-audio file into ``{stem_name: path}``. The CLI, the Python API, the worker and
-the tests all go through it, so an engine is swappable without touching them.
+``Engine.separate(input, options, on_progress, cancel, destination, hooks)``
+turns one audio file into a ``SeparationResult`` (its ``stems`` are
+``{stem_name: path}``). The CLI, the Python API, the worker and the tests all
+go through it, so an engine is swappable without touching them: what only one
+engine can tell (runner notices, provider task ids) travels through
+``RunHooks`` while the run goes on and comes back in the result, never through
+an attribute read after the call.
 
 Contract every engine keeps:
 
@@ -32,6 +36,11 @@ OUTPUT_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3")
 WAV_DEPTHS: tuple[str, ...] = ("16", "24", "float")
 
 ProgressCallback = Callable[[int], None]
+# Inside an engine, before ``MonotonicProgress`` makes whole percents of it: a
+# fraction from 0 to 1 and its stage ("reading", "separating", "writing").
+Progress = Callable[[float, str], None]
+# Asked between units of work (segments); True means stop now.
+ShouldStop = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,19 @@ def check_numbers(options: SeparationOptions) -> None:
             raise refused
 
 
+def validate_common(options: SeparationOptions) -> None:
+    """Checks every engine shares: output format and depth, and every number."""
+    if options.format not in OUTPUT_FORMATS:
+        raise InvalidOptionError(
+            f"Unknown output format {options.format!r}: use {', '.join(OUTPUT_FORMATS)}."
+        )
+    if options.wav_depth not in WAV_DEPTHS:
+        raise InvalidOptionError(
+            f"Unknown WAV depth {options.wav_depth!r}: use {', '.join(WAV_DEPTHS)}."
+        )
+    check_numbers(options)
+
+
 class CancelToken:
     """Set from any thread to ask a running separation to stop."""
 
@@ -200,14 +222,73 @@ class MonotonicProgress:
             self._callback(value)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ProviderWork:
+    """What one separation holds at a cloud provider: its uploaded file and the
+    tasks started on it so far. Ids only (never the key), so it is safe to store."""
+
+    source_id: str
+    task_ids: tuple[str, ...] = ()
+
+
+# Told each time a run's provider work grows (after the upload, after every
+# task start), or what a run's clean-up could not release at the provider.
+ProviderWorkCallback = Callable[[ProviderWork], None]
+# Told a sentence a person should read on the job: the engine did something
+# that changes how long it takes or how it sounds (an out-of-memory retry …).
+NoticeCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """What a caller may be told during one run, beyond progress.
+
+    Every engine accepts every hook and calls those it has something for; a
+    caller never needs to know which engine it holds. An exception raised by
+    ``on_provider_work`` stops the run (it cleans up as for any error): a run
+    whose work cannot be recorded must not go on being charged."""
+
+    # Runner notices (local: out-of-memory retries with a smaller batch).
+    on_notice: NoticeCallback | None = None
+    # The provider's source and task ids as soon as each exists (lalalai).
+    on_provider_work: ProviderWorkCallback | None = None
+    # What the clean-up could not release at the provider (it was unreachable):
+    # unfinished tasks not cancelled, the upload not deleted (``source_id`` "" when it was).
+    on_unreleased: ProviderWorkCallback | None = None
+    # The file's name where a provider shows it (lalalai's dashboard); default:
+    # the input's own name.
+    upload_name: str | None = None
+
+
+@dataclass(frozen=True)
 class SeparationResult:
+    """What one successful ``Engine.separate`` made and how."""
+
+    # stem name → its file in ``destination``.
     stems: dict[str, Path]
-    details: dict[str, Any] = field(default_factory=dict)
+    # What the run used at a cloud provider (lalalai), None for a local run.
+    provider_work: ProviderWork | None = None
+    # Whether the run reused what an earlier run left loaded (the local
+    # runner's model), so it paid no load time; None when the idea does not apply.
+    reused: bool | None = None
+    # Seconds per phase, named by the engine ("load", "separate", "total" …).
+    timings: dict[str, float] = field(default_factory=dict)
+    # Provider minutes the run cost (lalalai), None for a local run.
+    minutes: float | None = None
+    # Sentences for a person about the result (a silent stem and why …).
+    notes: tuple[str, ...] = ()
+
+    @property
+    def provider_task_ids(self) -> tuple[str, ...]:
+        return self.provider_work.task_ids if self.provider_work is not None else ()
 
 
 class Engine(Protocol):
-    """A separation engine (``local`` or ``lalalai``)."""
+    """A separation engine (``local`` or ``lalalai``).
+
+    Capabilities only some engines have are still methods of every engine
+    (``check_quota`` of a free engine returns None), so callers never test an
+    engine's class or the signature of its methods."""
 
     name: str
 
@@ -216,14 +297,21 @@ class Engine(Protocol):
         raise ``InvalidOptionError`` with a helpful message otherwise."""
         ...
 
+    def check_quota(self, options: SeparationOptions, duration: float) -> float | None:
+        """Raise ``QuotaError`` when the account behind the engine cannot pay
+        for separating ``duration`` seconds with ``options``; returns the cost
+        in provider minutes, None for an engine that does not bill."""
+        ...
+
     def separate(
         self,
         input_path: Path,
         options: SeparationOptions,
-        on_progress: ProgressCallback | None,
-        cancel: CancelToken | None,
-        destination: Path,
-    ) -> dict[str, Path]:
+        on_progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+        destination: Path | None = None,
+        hooks: RunHooks | None = None,
+    ) -> SeparationResult:
         """Separate ``input_path`` into ``destination/{stem}.{ext}``."""
         ...
 

@@ -7,15 +7,15 @@ The functions the web app (and scripts) call::
     pipeline = Pipeline.open(settings)                       # once per process
     job = create_separation_job(pipeline, user, track, {"stems": "vocals,drums"})
     cancel_job(pipeline, user, job.id)
-    with pipeline.events.subscribe(job_ids=[job.id], user_id=user.id, until_final=True) as sub:
-        for event in sub: ...
+    async with pipeline.events.asubscribe(job_ids=[job.id], until_final=True) as sub:
+        async for event in sub: ...
 
 See docs/pipeline.md for the data model, life cycle, topology and recovery rules.
 """
 
 from soundforge.jobs.config import PipelineSettings
-from soundforge.jobs.events import JobEvent, open_event_bus
-from soundforge.jobs.pipeline import Pipeline
+from soundforge.jobs.events import JobEvent
+from soundforge.jobs.pipeline import Pipeline, open_event_bus
 from soundforge.jobs.service import (
     QueueUnavailableError,
     cancel_job,

@@ -7,13 +7,14 @@ cheap to keep, and a key belongs to a user).
 
 ``check_request`` is what ``create_separation_job`` runs before a row is
 written: the engine's own ``validate`` (model, stems, format …), the LALAL.AI
-key, and the LALAL.AI minutes when the engine can tell them.
+key, and the LALAL.AI minutes (``Engine.check_quota``; free engines answer None).
+Nothing here branches on an engine's class: what differs between engines is
+declared by the engine registry (``uses_account``) and the engine protocol.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 from typing import Any
 
@@ -24,7 +25,7 @@ from soundforge.engines.base import Engine, SeparationOptions
 from soundforge.engines.lalalai.keys import resolve_key
 from soundforge.engines.lalalai.ledger import UsageLedger
 from soundforge.engines.local.device import RunnerPlacement
-from soundforge.engines.registry import create_engine
+from soundforge.engines.registry import open_engine, uses_account
 from soundforge.errors import AuthError
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,14 @@ def lalalai_key_for(settings: Settings, user_settings: UserSettings | None) -> s
     return key.get_secret_value() if key is not None else None
 
 
+def account_key_for(
+    settings: Settings, user_settings: UserSettings | None, engine: str
+) -> str | None:
+    """The provider key a job of ``engine`` runs with; None for an engine
+    without an account (LALAL.AI is the only account engine so far)."""
+    return lalalai_key_for(settings, user_settings) if uses_account(engine) else None
+
+
 def build_engine(
     settings: Settings,
     engine: str,
@@ -50,13 +59,9 @@ def build_engine(
     ledger: UsageLedger | None = None,
     placement: RunnerPlacement | None = None,
 ) -> Engine:
-    if engine == "lalalai":
-        if not api_key:
-            raise AuthError(MISSING_KEY)
-        return create_engine("lalalai", settings, api_key=api_key, ledger=ledger)
-    if engine == "local" and placement is not None:
-        return create_engine(engine, settings, placement=placement)
-    return create_engine(engine, settings)
+    if uses_account(engine) and not api_key:
+        raise AuthError(MISSING_KEY)
+    return open_engine(engine, settings, api_key=api_key, ledger=ledger, placement=placement)
 
 
 def check_request(
@@ -71,26 +76,11 @@ def check_request(
     engine = build_engine(settings, engine_name, api_key)
     try:
         options = engine.validate(options)
-        _check_minutes(engine, options, duration)
+        # Raises QuotaError (not enough minutes) or a provider error itself.
+        engine.check_quota(options, duration)
         return options
     finally:
         engine.close()
-
-
-def _check_minutes(engine: Engine, options: SeparationOptions, duration: float) -> None:
-    """Ask the engine whether the provider account can pay for this job.
-
-    Only engines that bill offer ``check_quota(options, duration)``; it raises
-    ``QuotaError`` (not enough minutes) or a provider error itself.
-    """
-    check = getattr(engine, "check_quota", None)
-    if check is None or not callable(check):
-        return
-    params = inspect.signature(check).parameters
-    if "duration" in params:
-        check(options, duration=duration)
-    else:
-        check(options, duration)
 
 
 class EngineSet:
@@ -110,7 +100,7 @@ class EngineSet:
 
     def get(self, engine: str, api_key: str | None = None) -> Engine:
         key_ref = hashlib.sha256(api_key.encode()).hexdigest() if api_key else ""
-        slot = (engine, key_ref if engine == "lalalai" else "")
+        slot = (engine, key_ref if uses_account(engine) else "")
         found = self._engines.get(slot)
         if found is None:
             found = build_engine(self.settings, engine, api_key, self.ledger, self.placement)

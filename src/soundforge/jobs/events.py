@@ -1,24 +1,26 @@
-"""Live job updates: ``publish`` on every change, ``subscribe`` to follow jobs.
+"""Live job updates: ``publish`` on every change, ``asubscribe`` to follow jobs.
 
 Every change of a job's status or progress (10 % steps) is written to its
 database row *and then* published as a ``JobEvent``. Two transports, chosen by
-``open_event_bus(settings, database)``:
+``jobs.pipeline.open_event_bus(settings, database)``:
 
-* ``SOUNDFORGE_QUEUE_URL=redis://…`` → ``RedisEventBus``: Redis pub/sub, on the
-  channels ``soundforge:job:{job_id}`` and ``soundforge:user:{user_id}``;
-  subscribers hear an update as soon as it happens, across machines.
+* ``SOUNDFORGE_QUEUE_URL=redis://…`` → ``RedisEventBus`` (``redis_events.py``):
+  Redis pub/sub, on the channels ``soundforge:job:{job_id}`` and
+  ``soundforge:user:{user_id}``; subscribers hear an update as soon as it
+  happens, across machines.
 * otherwise → ``DatabaseEventBus``: ``publish`` is a no-op (the row already
   holds the update) and subscribers poll the rows every
   ``SOUNDFORGE_EVENTS_POLL_INTERVAL`` seconds (0.5 s): no server needed.
 
-API (the web app's SSE endpoints use it)::
+API (the web app's SSE endpoints use it; subscribing is asyncio only, since
+the SSE streams are its one user)::
 
     bus = open_event_bus(settings, database)
     bus.publish(event)                                  # after the DB commit
 
     # one job, ending by itself once the job is final (or deleted):
-    with bus.subscribe(job_ids=[job_id], user_id=user.id, until_final=True) as sub:
-        for event in sub:                               # blocks between events
+    async with bus.asubscribe(job_ids=[job_id], user_id=user.id, until_final=True) as sub:
+        async for event in sub:
             send(event.to_dict())
 
     # a dashboard: every job of the user, as long as the page is open:
@@ -28,10 +30,11 @@ API (the web app's SSE endpoints use it)::
             ...
 
 A subscription first yields the *current* state of the jobs it watches (all of
-``job_ids``; for ``user_id`` alone, the user's queued and running jobs), then
-the changes. Each event carries the row's ``version``; a subscription never
-yields an older or equal version of a job twice, so the snapshot and live
-events join without gaps or repeats. A watched job whose row is gone yields
+``job_ids``; for ``user_id`` alone, the user's queued and running jobs), read
+when ``async with`` enters it (both transports), then the changes. Each event
+carries the row's ``version``; a subscription never yields an older or equal
+version of a job twice, so the snapshot and live events join without gaps or
+repeats. A watched job whose row is gone yields
 one event with ``status="deleted"``. Passing ``user_id`` together with
 ``job_ids`` restricts the subscription to that user's jobs: someone else's
 job id looks deleted.
@@ -40,22 +43,19 @@ job id looks deleted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, Self
 
 from sqlalchemy import ColumnElement, Row, or_, select
 
-from soundforge.config import Settings
 from soundforge.db.base import utcnow
 from soundforge.db.models import ACTIVE_STATUSES, ProcessingJob
 from soundforge.db.session import Database
-from soundforge.jobs.config import PipelineSettings
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def _now_iso() -> str:
 
 
 # --- what a subscription has seen ------------------------------------------------
-class _Watch:
+class Watch:
     """Filtering and de-duplication shared by every subscription kind."""
 
     def __init__(
@@ -163,8 +163,8 @@ class _Watch:
         return {job_id for job_id in self.versions if job_id not in self.final}
 
 
-def _load_events(
-    database: Database, watch: _Watch, since: datetime | None
+def load_events(
+    database: Database, watch: Watch, since: datetime | None
 ) -> tuple[list[JobEvent], set[str]]:
     """Rows to report (snapshot when ``since`` is None) and the watched ids that are gone."""
     with database.session() as session:
@@ -192,14 +192,6 @@ def _load_events(
     return events, by_id - found
 
 
-class Subscription(Protocol):
-    def get(self, timeout: float | None = None) -> JobEvent | None: ...
-    def close(self) -> None: ...
-    def __iter__(self) -> Iterator[JobEvent]: ...
-    def __enter__(self) -> Subscription: ...
-    def __exit__(self, *exc: object) -> None: ...
-
-
 class AsyncSubscription(Protocol):
     @property
     def done(self) -> bool: ...
@@ -210,11 +202,11 @@ class AsyncSubscription(Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
 
 
-class _Buffered:
-    """What the sync and async subscriptions share: events fetched from the
-    backend but not handed out yet, filtered by the watch."""
+class SubscriptionBase:
+    """``get``/iteration on top of a backend's ``_fetch(timeout)``: events
+    fetched from the backend but not handed out yet, filtered by the watch."""
 
-    def __init__(self, watch: _Watch) -> None:
+    def __init__(self, watch: Watch) -> None:
         self._watch = watch
         self._pending: list[JobEvent] = []
         self._closed = False
@@ -230,54 +222,12 @@ class _Buffered:
     def done(self) -> bool:
         return self._watch.done and not self._pending
 
-
-class _SyncBase(_Buffered):
-    """``get``/iteration on top of a backend's ``_fetch(timeout)``."""
-
-    def _fetch(self, timeout: float) -> list[JobEvent]:
-        raise NotImplementedError
-
-    def get(self, timeout: float | None = None) -> JobEvent | None:
-        """The next event; None when ``timeout`` passed first, or when the
-        subscription is done (``until_final`` and every job final)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._closed:
-            event = self._take()
-            if event is not None:
-                return event
-            if self._watch.done:
-                return None
-            remaining = 1.0 if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self._pending.extend(self._fetch(min(remaining, 1.0)))
-        return None
-
-    def __iter__(self) -> Iterator[JobEvent]:
-        while not self._closed:
-            event = self.get(timeout=None if not self._watch.until_final else 1.0)
-            if event is not None:
-                yield event
-            elif self._watch.done:
-                return
-
-    def close(self) -> None:
-        self._closed = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class _AsyncBase(_Buffered):
-    """The same as ``_SyncBase`` for asyncio (the web app's SSE streams)."""
-
     async def _fetch(self, timeout: float) -> list[JobEvent]:
         raise NotImplementedError
 
     async def get(self, timeout: float | None = None) -> JobEvent | None:
+        """The next event; None when ``timeout`` passed first, or when the
+        subscription is done (``until_final`` and every job final)."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not self._closed:
@@ -312,7 +262,7 @@ class _AsyncBase(_Buffered):
 
 # --- database polling ----------------------------------------------------------------
 class _DbPoller:
-    def __init__(self, database: Database, watch: _Watch, interval: float) -> None:
+    def __init__(self, database: Database, watch: Watch, interval: float) -> None:
         self.database = database
         self.watch = watch
         self.interval = interval
@@ -324,7 +274,7 @@ class _DbPoller:
 
     def poll(self) -> list[JobEvent]:
         started = utcnow()
-        events, gone = _load_events(self.database, self.watch, self.since)
+        events, gone = load_events(self.database, self.watch, self.since)
         self.since = started - _POLL_SLACK
         self.next_poll = time.monotonic() + self.interval
         events.extend(
@@ -335,25 +285,7 @@ class _DbPoller:
         return events
 
 
-class _DbSubscription(_SyncBase):
-    def __init__(self, poller: _DbPoller) -> None:
-        super().__init__(poller.watch)
-        self._poller = poller
-        # The snapshot is the state when subscribing, as Redis subscriptions
-        # read it: a change made right after subscribing arrives as a change,
-        # not folded into a late first poll.
-        self._pending.extend(poller.poll())
-
-    def _fetch(self, timeout: float) -> list[JobEvent]:
-        wait = self._poller.wait_time()
-        if wait > timeout:
-            time.sleep(timeout)
-            return []
-        time.sleep(wait)
-        return self._poller.poll()
-
-
-class _AsyncDbSubscription(_AsyncBase):
+class _AsyncDbSubscription(SubscriptionBase):
     def __init__(self, poller: _DbPoller) -> None:
         super().__init__(poller.watch)
         self._poller = poller
@@ -367,7 +299,8 @@ class _AsyncDbSubscription(_AsyncBase):
         return await asyncio.to_thread(self._poller.poll)
 
     async def __aenter__(self) -> Self:
-        # The snapshot when subscribing (see _DbSubscription).
+        # The snapshot now, as the Redis subscription takes it: what happens to
+        # the jobs after ``async with`` is entered is then heard as a change.
         self._pending.extend(await asyncio.to_thread(self._poller.poll))
         return self
 
@@ -382,16 +315,6 @@ class DatabaseEventBus:
     def publish(self, event: JobEvent) -> None:
         """Nothing to send: the update is already in the job's row."""
 
-    def subscribe(
-        self,
-        job_ids: Iterable[str] | None = None,
-        user_id: int | None = None,
-        *,
-        until_final: bool = False,
-    ) -> Subscription:
-        watch = _Watch(job_ids, user_id, until_final)
-        return _DbSubscription(_DbPoller(self.database, watch, self.poll_interval))
-
     def asubscribe(
         self,
         job_ids: Iterable[str] | None = None,
@@ -399,162 +322,15 @@ class DatabaseEventBus:
         *,
         until_final: bool = False,
     ) -> AsyncSubscription:
-        watch = _Watch(job_ids, user_id, until_final)
+        watch = Watch(job_ids, user_id, until_final)
         return _AsyncDbSubscription(_DbPoller(self.database, watch, self.poll_interval))
 
     def close(self) -> None:
         pass
 
 
-# --- Redis pub/sub -------------------------------------------------------------------
-def job_channel(job_id: str) -> str:
-    return f"{CHANNEL_PREFIX}job:{job_id}"
-
-
-def user_channel(user_id: int) -> str:
-    return f"{CHANNEL_PREFIX}user:{user_id}"
-
-
-def _channels(watch: _Watch) -> list[str]:
-    if watch.job_ids is not None:
-        return [job_channel(job_id) for job_id in sorted(watch.job_ids)]
-    assert watch.user_id is not None
-    return [user_channel(watch.user_id)]
-
-
-def _decode(message: dict[str, Any] | None) -> JobEvent | None:
-    if not message or message.get("type") != "message":
-        return None
-    try:
-        data = message["data"]
-        if isinstance(data, bytes):
-            data = data.decode("utf-8")
-        return JobEvent.from_dict(json.loads(data))
-    except (ValueError, TypeError, KeyError):
-        log.warning("ignoring a malformed job event: %.200r", message.get("data"))
-        return None
-
-
-class _RedisSubscription(_SyncBase):
-    def __init__(self, bus: RedisEventBus, watch: _Watch) -> None:
-        super().__init__(watch)
-        self._bus = bus
-        self._pubsub = bus.client.pubsub(ignore_subscribe_messages=True)
-        # Subscribe before reading the snapshot: an update that lands in
-        # between is then heard (and a repeat is dropped by its version).
-        self._pubsub.subscribe(*_channels(watch))
-        events, gone = _load_events(bus.database, watch, None)
-        self._pending.extend(events)
-        self._pending.extend(watch.missing_event(job_id) for job_id in sorted(gone))
-
-    def _fetch(self, timeout: float) -> list[JobEvent]:
-        event = _decode(self._pubsub.get_message(timeout=timeout))
-        return [event] if event is not None else []
-
-    def close(self) -> None:
-        if not self._closed:
-            super().close()
-            with contextlib.suppress(Exception):
-                self._pubsub.close()
-
-
-class _AsyncRedisSubscription(_AsyncBase):
-    def __init__(self, bus: RedisEventBus, watch: _Watch) -> None:
-        super().__init__(watch)
-        self._bus = bus
-        self._client: Any = None
-        self._pubsub: Any = None
-        self._started = False
-
-    async def _start(self) -> None:
-        from redis import asyncio as aioredis
-
-        self._client = aioredis.Redis.from_url(self._bus.url)
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(*_channels(self._watch))
-        events, gone = await asyncio.to_thread(_load_events, self._bus.database, self._watch, None)
-        self._pending.extend(events)
-        self._pending.extend(self._watch.missing_event(job_id) for job_id in sorted(gone))
-        self._started = True
-
-    async def _fetch(self, timeout: float) -> list[JobEvent]:
-        if not self._started:
-            await self._start()
-            return []
-        event = _decode(await self._pubsub.get_message(timeout=timeout))
-        return [event] if event is not None else []
-
-    async def __aenter__(self) -> _AsyncRedisSubscription:
-        await self._start()
-        return self
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        await super().aclose()
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await self._client.aclose()
-
-
-class RedisEventBus:
-    """Redis pub/sub: updates reach every machine's subscribers at once."""
-
-    def __init__(self, url: str, database: Database) -> None:
-        import redis
-
-        self.url = url
-        self.database = database
-        self.client = redis.Redis.from_url(url)
-
-    def publish(self, event: JobEvent) -> None:
-        """Send ``event``; a Redis failure is logged, never raised (the row has the state,
-        and a new subscription starts from it)."""
-        payload = event.to_json()
-        try:
-            with self.client.pipeline(transaction=False) as pipe:
-                pipe.publish(job_channel(event.job_id), payload)
-                pipe.publish(user_channel(event.user_id), payload)
-                pipe.execute()
-        except Exception as exc:  # live updates are best effort: never fail the job
-            log.warning("could not publish job event for %s: %s", event.job_id, exc)
-
-    def subscribe(
-        self,
-        job_ids: Iterable[str] | None = None,
-        user_id: int | None = None,
-        *,
-        until_final: bool = False,
-    ) -> Subscription:
-        return _RedisSubscription(self, _Watch(job_ids, user_id, until_final))
-
-    def asubscribe(
-        self,
-        job_ids: Iterable[str] | None = None,
-        user_id: int | None = None,
-        *,
-        until_final: bool = False,
-    ) -> AsyncSubscription:
-        return _AsyncRedisSubscription(self, _Watch(job_ids, user_id, until_final))
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.close()
-
-
 class EventBus(Protocol):
     def publish(self, event: JobEvent) -> None: ...
-
-    def subscribe(
-        self,
-        job_ids: Iterable[str] | None = None,
-        user_id: int | None = None,
-        *,
-        until_final: bool = False,
-    ) -> Subscription: ...
 
     def asubscribe(
         self,
@@ -569,13 +345,3 @@ class EventBus(Protocol):
 
 def is_redis_url(url: str | None) -> bool:
     return bool(url) and url.split(":", 1)[0] in ("redis", "rediss", "unix")  # type: ignore[union-attr]
-
-
-def open_event_bus(
-    settings: Settings, database: Database, pipeline: PipelineSettings | None = None
-) -> EventBus:
-    if is_redis_url(settings.queue_url):
-        assert settings.queue_url is not None
-        return RedisEventBus(settings.queue_url, database)
-    interval = (pipeline or PipelineSettings()).events_poll_interval
-    return DatabaseEventBus(database, interval)

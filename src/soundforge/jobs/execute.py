@@ -29,12 +29,10 @@ from sqlalchemy import Table, insert, select
 from soundforge.audio.probe import probe
 from soundforge.db.base import utcnow
 from soundforge.db.models import JobStatus, ProcessingJob, Stem, Track, UserSettings
-from soundforge.engines.base import CancelToken
-from soundforge.engines.lalalai.engine import LalalaiEngine
-from soundforge.engines.local.engine import LocalEngine
+from soundforge.engines.base import CancelToken, RunHooks, SeparationResult
 from soundforge.errors import CancelledError, InputAudioError, RunnerLostError, SoundForgeError
 from soundforge.jobs import state
-from soundforge.jobs.engines import EngineSet, lalalai_key_for
+from soundforge.jobs.engines import EngineSet, account_key_for
 from soundforge.jobs.events import JobEvent
 from soundforge.jobs.options import options_from_dict
 from soundforge.jobs.pipeline import Pipeline
@@ -161,7 +159,7 @@ def _run_claimed(
         if job is None or track is None:
             return None  # deleted between claim and now
         user_settings = session.get(UserSettings, job.user_id)
-        api_key = lalalai_key_for(settings, user_settings) if job.engine == "lalalai" else None
+        api_key = account_key_for(settings, user_settings, job.engine)
         engine_name = job.engine
         owner = job.user_id
         options = options_from_dict(job.options)
@@ -177,20 +175,14 @@ def _run_claimed(
                 "upload it again."
             )
         engine = engines.get(engine_name, api_key)
-        if isinstance(engine, LalalaiEngine):
-            stems = engine.separate(
-                input_path, options, reporter, token, destination,
-                on_tasks=ProviderWorkRecorder(pipeline, job_id, worker_id),
-                on_unreleased=UnreleasedRecorder(pipeline, job_id, owner, api_key or ""),
-                upload_name=upload_name,
-            )
-        elif isinstance(engine, LocalEngine):
-            stems = engine.separate(
-                input_path, options, reporter, token, destination,
-                on_message=NoticeRecorder(pipeline, job_id, worker_id),
-            )
-        else:
-            stems = engine.separate(input_path, options, reporter, token, destination)
+        # Every hook goes to every engine; each calls those it has something for.
+        hooks = RunHooks(
+            on_notice=NoticeRecorder(pipeline, job_id, worker_id),
+            on_provider_work=ProviderWorkRecorder(pipeline, job_id, worker_id),
+            on_unreleased=UnreleasedRecorder(pipeline, job_id, owner, api_key or ""),
+            upload_name=upload_name,
+        )
+        result = engine.separate(input_path, options, reporter, token, destination, hooks)
     except CancelledError:
         _discard(pipeline, job_id, worker_id, destination)
         return _after_cancel(pipeline, job_id, worker_id, monitor, on_requeue)
@@ -223,18 +215,7 @@ def _run_claimed(
     if token.cancelled:
         _discard(pipeline, job_id, worker_id, destination)
         return _after_cancel(pipeline, job_id, worker_id, monitor, on_requeue)
-    return _complete(
-        pipeline, job_id, worker_id, stems, options.format, destination, _provider_tasks(engine)
-    )
-
-
-def _provider_tasks(engine: object) -> list[str]:
-    """The provider's task ids of the run that just finished (LALAL.AI), else none."""
-    result = getattr(engine, "last_result", None)
-    if getattr(engine, "name", "") != "lalalai" or not isinstance(result, dict):
-        return []
-    tasks = result.get("tasks")
-    return [str(task_id) for task_id in tasks] if isinstance(tasks, dict) else []
+    return _complete(pipeline, job_id, worker_id, result, options.format, destination)
 
 
 def _after_cancel(
@@ -291,10 +272,9 @@ def _complete(
     pipeline: Pipeline,
     job_id: str,
     worker_id: str,
-    stems: dict[str, Path],
+    result: SeparationResult,
     fmt: str,
     destination: Path,
-    provider_task_ids: list[str],
 ) -> str | None:
     try:
         with pipeline.db.session() as session:
@@ -302,7 +282,8 @@ def _complete(
         if track_id is None:
             _discard(pipeline, job_id, worker_id, destination)
             return None
-        rows = _describe_stems(stems, fmt, destination, job_id, track_id)
+        rows = _describe_stems(result.stems, fmt, destination, job_id, track_id)
+        provider_task_ids = list(result.provider_task_ids)
         if not rows:
             raise SoundForgeError("The engine finished without writing any stem.")
         with pipeline.db.transaction() as session:

@@ -31,6 +31,7 @@ from typing_extensions import TypedDict
 
 from soundforge.db.models import ENGINES, UserSettings
 from soundforge.engines.base import SeparationOptions
+from soundforge.engines.local.ensemble.spec import is_ensemble, parse_ensemble
 from soundforge.errors import InvalidOptionError
 from soundforge.stems import parse_stem_list
 
@@ -185,11 +186,29 @@ def options_from_dict(data: Mapping[str, Any]) -> SeparationOptions:
     return SeparationOptions(**values)
 
 
+# The job row's model column holds this many characters (db/models.py).
+JOB_MODEL_LENGTH = 64
+
+
 def job_model(engine: str, options: SeparationOptions) -> str:
-    """What the job row shows as its model: the Demucs model, or the LALAL.AI splitter."""
+    """What the job row shows as its model: the local model, preset or ensemble
+    (shortened to fit the column; the options keep the whole definition), or
+    the LALAL.AI splitter."""
     if engine == "local":
-        return options.model
+        name = options.model
+        if len(name) > JOB_MODEL_LENGTH:
+            return name[: JOB_MODEL_LENGTH - 1] + "…"
+        return name
     return options.splitter or "auto"
+
+
+def model_key(model: str) -> str:
+    """The model as the key sees it: an ensemble (or preset) by its canonical
+    definition, so a preset whose members change is new work, and the same
+    ensemble spelt two ways (``a+b``, ``a:1+b``) is the same work."""
+    if is_ensemble(model):
+        return "ensemble:" + parse_ensemble(model).definition
+    return model
 
 
 def options_key(engine: str, options: SeparationOptions) -> str:
@@ -201,5 +220,7 @@ def options_key(engine: str, options: SeparationOptions) -> str:
     }
     if data.get("stems") is not None:
         data["stems"] = sorted(data["stems"])
+    if "model" in data:
+        data["model"] = model_key(data["model"])
     canonical = json.dumps({"engine": engine, "options": data}, sort_keys=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

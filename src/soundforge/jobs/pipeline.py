@@ -16,8 +16,9 @@ from soundforge.config import Settings, get_settings
 from soundforge.db.migrate import upgrade_database
 from soundforge.db.session import Database
 from soundforge.jobs.config import PipelineSettings
-from soundforge.jobs.events import EventBus, open_event_bus
+from soundforge.jobs.events import DatabaseEventBus, EventBus, is_redis_url
 from soundforge.jobs.queue import JobQueue
+from soundforge.jobs.redis_events import RedisEventBus
 
 
 class Pipeline:
@@ -68,3 +69,14 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_event_bus(
+    settings: Settings, database: Database, pipeline: PipelineSettings | None = None
+) -> EventBus:
+    """Redis pub/sub when the queue is on Redis, else polling the job rows."""
+    if is_redis_url(settings.queue_url):
+        assert settings.queue_url is not None
+        return RedisEventBus(settings.queue_url, database)
+    interval = (pipeline or PipelineSettings()).events_poll_interval
+    return DatabaseEventBus(database, interval)

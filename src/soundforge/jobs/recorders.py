@@ -8,10 +8,8 @@ separation: losing a progress step or a note costs far less than the job.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from soundforge.engines.lalalai.engine import ProviderWork
-from soundforge.engines.local import protocol
+from soundforge.engines.base import ProviderWork
 from soundforge.jobs import state
 from soundforge.jobs.pipeline import Pipeline
 
@@ -42,9 +40,9 @@ class ProgressReporter:
 
 
 class ProviderWorkRecorder:
-    """The LALAL.AI engine's source and task ids → the job row, as soon as each
-    exists, so the row shows them while the job runs and recovery can release
-    them if this worker dies."""
+    """The engine's ``on_provider_work`` hook: LALAL.AI's source and task ids →
+    the job row, as soon as each exists, so the row shows them while the job
+    runs and recovery can release them if this worker dies."""
 
     def __init__(self, pipeline: Pipeline, job_id: str, worker_id: str) -> None:
         self.pipeline = pipeline
@@ -63,19 +61,17 @@ class ProviderWorkRecorder:
 
 
 class NoticeRecorder:
-    """The Demucs runner's notices (the engine retrying out of GPU memory with a
-    smaller batch or shorter segments) → an entry ``notice`` in the job's
-    history, so the job says why it took longer or sounds slightly different."""
+    """The engine's ``on_notice`` hook: the Demucs runner's notices (the engine
+    retrying out of GPU memory with a smaller batch or shorter segments) → an
+    entry ``notice`` in the job's history, so the job says why it took longer
+    or sounds slightly different."""
 
     def __init__(self, pipeline: Pipeline, job_id: str, worker_id: str) -> None:
         self.pipeline = pipeline
         self.job_id = job_id
         self.worker_id = worker_id
 
-    def __call__(self, message: dict[str, Any]) -> None:
-        if message.get("type") != protocol.NOTICE:
-            return
-        text = str(message.get("message") or "")
+    def __call__(self, text: str) -> None:
         try:
             state.note(self.pipeline, self.job_id, self.worker_id, "notice", text)
         except Exception as exc:

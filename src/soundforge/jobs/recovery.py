@@ -50,9 +50,9 @@ from sqlalchemy import Table, and_, or_, select
 
 from soundforge.db.base import utcnow
 from soundforge.db.models import FINAL_STATUSES, JobStatus, ProcessingJob, Track, UserSettings
-from soundforge.engines.lalalai.engine import release_provider_work
+from soundforge.engines.lalalai.release import release_provider_work
 from soundforge.jobs import state
-from soundforge.jobs.engines import lalalai_key_for
+from soundforge.jobs.engines import account_key_for
 from soundforge.jobs.pipeline import Pipeline
 from soundforge.jobs.releases import record_unreleased
 from soundforge.jobs.service import dispatch
@@ -210,7 +210,7 @@ def release_orphan_work(pipeline: Pipeline, job_id: str) -> str:
     """
     with pipeline.db.session() as session:
         job = session.get(ProcessingJob, job_id)
-        if job is None or job.engine != "lalalai":
+        if job is None:
             return ""
         task_ids = [str(task_id) for task_id in job.provider_task_ids or []]
         source_id = job.provider_source_id
@@ -220,7 +220,9 @@ def release_orphan_work(pipeline: Pipeline, job_id: str) -> str:
         try:
             # The same precedence the job used: the owner's own key, else the
             # installation's.
-            api_key = lalalai_key_for(pipeline.settings, session.get(UserSettings, job.user_id))
+            api_key = account_key_for(
+                pipeline.settings, session.get(UserSettings, job.user_id), job.engine
+            )
         except Exception as exc:  # e.g. a stored key the current secret cannot read
             api_key = None
             log.warning("job %s: cannot read its owner's LALAL.AI key: %s", job_id, exc)

@@ -23,8 +23,9 @@ from pydantic import SecretStr
 from sqlalchemy import delete, select, update
 
 from soundforge.db.models import ProviderRelease, UserSettings
-from soundforge.engines.lalalai.engine import ProviderWork, release_provider_work
+from soundforge.engines.base import ProviderWork
 from soundforge.engines.lalalai.keys import key_id
+from soundforge.engines.lalalai.release import release_provider_work
 from soundforge.jobs.engines import lalalai_key_for
 from soundforge.jobs.pipeline import Pipeline
 
@@ -59,7 +60,7 @@ def record_unreleased(
 
 
 class UnreleasedRecorder:
-    """The engine's ``on_unreleased`` hook for one job."""
+    """The engine's ``on_unreleased`` hook (``RunHooks``) for one job."""
 
     def __init__(self, pipeline: Pipeline, job_id: str, user_id: int, api_key: str) -> None:
         self.pipeline, self.job_id, self.user_id, self.api_key = (

@@ -45,7 +45,7 @@ from soundforge.db.models import (
 from soundforge.engines.base import SeparationOptions
 from soundforge.errors import InputAudioError, InvalidOptionError, SoundForgeError
 from soundforge.jobs import state
-from soundforge.jobs.engines import check_request, lalalai_key_for
+from soundforge.jobs.engines import account_key_for, check_request
 from soundforge.jobs.events import JobEvent
 from soundforge.jobs.options import build_request, job_model, options_key, options_to_dict
 from soundforge.jobs.pipeline import Pipeline
@@ -109,7 +109,7 @@ def create_separation_job(
         row = get_track(session, user_id, track_id)
         user_settings = session.get(UserSettings, user_id)
         engine_name, request = build_request(user_settings, options, engine)
-        api_key = lalalai_key_for(settings, user_settings) if engine_name == "lalalai" else None
+        api_key = account_key_for(settings, user_settings, engine_name)
         content_hash, duration = row.content_hash, row.duration
         audio_path = pipeline.uploads_dir / row.file_path
     if not audio_path.is_file():

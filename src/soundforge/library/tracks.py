@@ -1,4 +1,4 @@
-"""The track library: import an audio file, look tracks up, delete them.
+"""The track library: import an audio file, look tracks up.
 
 ``import_track`` checks the file is decodable audio *before* anything is kept
 (the same check the engines make, so a track in the library is always one an
@@ -6,10 +6,10 @@ engine can read), copies it under ``uploads/tracks/{track_id}/`` while hashing
 it, reads its tags and cover art, then inserts the row; if the insert fails the
 files go again.
 
-``delete_track`` deletes the row first (the database cascades to the track's
-jobs and stems), publishes a ``deleted`` event for each job, then removes the
-files. A worker running one of those jobs notices its row is gone within a
-poll interval, stops the engine and throws its output away.
+Deleting a track is ``jobs.deletion.delete_track``: it stops the track's jobs
+and tells open pages, so it belongs to the job pipeline. The library depends
+only on the database, storage and settings; its callers hand it a
+``LibraryStore`` (the job pipeline's ``Pipeline`` is one).
 """
 
 from __future__ import annotations
@@ -19,25 +19,20 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from soundforge.audio.probe import probe
+from soundforge.config import Settings
 from soundforge.db.accounts import user_id_of
 from soundforge.db.base import is_uuid, new_uuid
 from soundforge.db.errors import NotFoundError
-from soundforge.db.models import ProcessingJob, Track, User
+from soundforge.db.models import Track, User
+from soundforge.db.session import Database
 from soundforge.errors import InputAudioError, OutputError
-from soundforge.jobs.events import JobEvent
-from soundforge.jobs.pipeline import Pipeline
-from soundforge.library.files import (
-    job_stems_dir,
-    relative_to_uploads,
-    remove_job_files,
-    remove_tree,
-    tracks_dir,
-)
+from soundforge.library.files import relative_to_uploads, remove_tree, tracks_dir
 from soundforge.library.tags import read_tags
 from soundforge.storage.staging import describe_os_error, staging_for
 
@@ -49,6 +44,13 @@ _CONTAINER_SUFFIX = {
     "mov,mp4,m4a,3gp,3g2,mj2": ".m4a", "aac": ".aac", "matroska,webm": ".webm",
 }
 _CHUNK = 1 << 20
+
+
+class LibraryStore(Protocol):
+    """What the library needs of its caller: the settings and the database."""
+
+    settings: Settings
+    db: Database
 
 
 def _suffix(filename: str, container: str) -> str:
@@ -98,7 +100,7 @@ def _copy_hashing(source: Path, target: Path) -> tuple[str, int]:
 
 
 def import_track(
-    pipeline: Pipeline,
+    store: LibraryStore,
     user: User | int,
     source: Path | str,
     *,
@@ -113,7 +115,7 @@ def import_track(
     Raises ``InputAudioError`` (not audio, empty, corrupt, too large) with a
     message that names ``filename``, or ``OutputError`` (disk full …).
     """
-    settings = pipeline.settings
+    settings = store.settings
     source = Path(source)
     display = clean_filename(filename or source.name)
     try:
@@ -161,7 +163,7 @@ def import_track(
         artwork_mime=tags.artwork.mime if tags.artwork is not None else None,
     )
     try:
-        with pipeline.db.transaction() as session:
+        with store.db.transaction() as session:
             session.add(track)
     except BaseException:
         remove_tree(folder)
@@ -210,31 +212,3 @@ def list_tracks(
     if order not in orders:
         raise ValueError(f"unknown order {order!r}")
     return list(session.scalars(query.order_by(*orders[order])).all())
-
-
-def delete_track(pipeline: Pipeline, user: User | int, track_id: str) -> None:
-    """Delete the track, its jobs (stopping a running one) and stems, and their files."""
-    with pipeline.db.transaction() as session:
-        track = get_track(session, user, track_id)
-        jobs = session.execute(
-            select(ProcessingJob.id, ProcessingJob.version, ProcessingJob.status).where(
-                ProcessingJob.track_id == track.id
-            )
-        ).all()
-        user_id = track.user_id
-        session.delete(track)
-    for job in jobs:
-        pipeline.events.publish(JobEvent.deleted(job.id, user_id, track_id, job.version + 1))
-    for job in jobs:
-        if job.status == "running":
-            # Its worker removes its own staging folder when it stops; pulling
-            # it from under the engine would only turn a clean stop into an error.
-            remove_tree(job_stems_dir(pipeline.settings, job.id))
-        else:
-            remove_job_files(pipeline.settings, job.id)
-    remove_tree(tracks_dir(pipeline.settings) / track_id)
-
-
-def track_file(pipeline: Pipeline, track: Track) -> Path:
-    """The absolute path of the track's audio file."""
-    return pipeline.uploads_dir / track.file_path

@@ -11,6 +11,7 @@ from soundforge.engines.base import OUTPUT_FORMATS, WAV_DEPTHS
 from soundforge.engines.lalalai.engine import EXTRACTION_LEVELS, SPLITTERS
 from soundforge.engines.local.catalog import DEFAULT_MODEL, MODELS
 from soundforge.engines.local.device import available_devices, device_label
+from soundforge.engines.local.ensemble import PRESETS, parse_ensemble
 from soundforge.engines.local.loader import availability
 from soundforge.stems import DEMUCS_STEMS, LALALAI_STEMS
 
@@ -40,6 +41,40 @@ class ComparisonRow:
     description: str
 
 
+@dataclass(frozen=True)
+class EnsembleChoice:
+    """A preset as the pickers show it."""
+
+    name: str
+    stems: tuple[str, ...]
+    members: tuple[str, ...]
+    combiner: str
+    rationale: str
+
+    @property
+    def summary(self) -> str:
+        how = "average" if self.combiner == "average" else self.combiner
+        return f"{how} of {' + '.join(self.members)}"
+
+
+def ensembles() -> dict[str, EnsembleChoice]:
+    """The ensemble presets, in the order ``presets.py`` lists them."""
+    choices = {}
+    for name, preset in PRESETS.items():
+        spec = parse_ensemble(name)
+        choices[name] = EnsembleChoice(
+            name, spec.stems, tuple(m.model for m in spec.members), spec.combiner,
+            preset.rationale,
+        )
+    return choices
+
+
+def picker_names() -> tuple[str, ...]:
+    """What a model picker (the Separate form, the settings) offers: the
+    models, then the ensemble presets."""
+    return (*MODELS, *PRESETS)
+
+
 def comparison_rows() -> list[ComparisonRow]:
     rows = [
         ComparisonRow(
@@ -53,6 +88,19 @@ def comparison_rows() -> list[ComparisonRow]:
             description=spec.description,
         )
         for spec in MODELS.values()
+    ]
+    rows += [
+        ComparisonRow(
+            key=choice.name,
+            name=choice.name,
+            engine="Local ensemble",
+            stems=str(len(choice.stems)),
+            quality="Ensemble",
+            speed=f"Its {len(choice.members)} models' times added up",
+            cost="Free",
+            description=f"{choice.summary}. {choice.rationale}",
+        )
+        for choice in ensembles().values()
     ]
     rows.append(
         ComparisonRow(
@@ -98,11 +146,23 @@ def model_states(repo: Path | None) -> dict[str, ModelState]:
             states[name] = ModelState(False, "not in the model repository")
         else:
             states[name] = ModelState(False, f"needs a ~{spec.download_mb} MB download")
+    for name, choice in ensembles().items():
+        missing = [member for member in choice.members if not states[member].available]
+        if not missing:
+            states[name] = ModelState(True, "ready")
+        elif repo is not None:
+            states[name] = ModelState(False, "not in the model repository")
+        else:
+            size = sum(MODELS[member].download_mb for member in missing)
+            states[name] = ModelState(False, f"needs a ~{size} MB download")
     return states
 
 
 def model_stems() -> dict[str, list[str]]:
-    return {name: list(spec.stems) for name, spec in MODELS.items()}
+    """The stems of everything a picker offers: models and ensemble presets."""
+    stems = {name: list(spec.stems) for name, spec in MODELS.items()}
+    stems.update({name: list(choice.stems) for name, choice in ensembles().items()})
+    return stems
 
 
 __all__ = [
@@ -113,5 +173,7 @@ __all__ = [
     "WAV_DEPTHS",
     "comparison_rows",
     "device_choices",
+    "ensembles",
     "model_stems",
+    "picker_names",
 ]

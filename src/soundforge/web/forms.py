@@ -18,7 +18,8 @@ _TRUE = {"1", "true", "on", "yes"}
 
 def separate_form_context(session: Session, user: User, settings: Any) -> dict[str, Any]:
     prefs = get_user_settings(session, user)
-    model = prefs.demucs_model if prefs.demucs_model in catalog.MODELS else catalog.DEFAULT_MODEL
+    offered = catalog.picker_names()
+    model = prefs.demucs_model if prefs.demucs_model in offered else catalog.DEFAULT_MODEL
     return {
         "form_values": {
             "engine": prefs.engine,
@@ -35,6 +36,7 @@ def separate_form_context(session: Session, user: User, settings: Any) -> dict[s
         "extraction_levels": catalog.EXTRACTION_LEVEL_NAMES,
         "full_track_fields": full_track_fields,
         "models": catalog.MODELS,
+        "ensembles": catalog.ensembles(),
         # In the player's musical order: vocals first (the two-stem default).
         "model_stems": {name: sorted(stems, key=stem_sort_key)
                         for name, stems in catalog.model_stems().items()},
@@ -78,10 +80,10 @@ def options_from_form(form: Any) -> tuple[dict[str, Any], bool]:
         model = str(form.get("model") or "").strip()
         if model:
             options["model"] = model
-        spec = catalog.MODELS.get(model)
+        given = catalog.model_stems().get(model)
         # Every stem of the model ticked is "all stems": the same request as
         # the default, so it is recognised as the same work (reuse, double click).
-        if spec is not None and stems and sorted(set(stems)) == sorted(spec.stems):
+        if given is not None and stems and sorted(set(stems)) == sorted(given):
             stems = []
     if stems:
         options["stems"] = stems

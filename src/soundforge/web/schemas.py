@@ -22,7 +22,18 @@ def _enum(values: Any) -> WithJsonSchema:
 
 
 Engine = Annotated[str, _enum(catalog.ENGINE_LABELS)]
-Model = Annotated[str, _enum(catalog.MODELS)]
+# A model or an ensemble preset (what the settings store) …
+Model = Annotated[str, _enum(catalog.picker_names())]
+# … and for a separation also any ensemble (an open set, documented by examples).
+SeparationModel = Annotated[
+    str,
+    WithJsonSchema({
+        "type": "string",
+        "examples": [*catalog.picker_names(), "htdemucs_ft+mdx_extra",
+                     "htdemucs_ft:2+mdx_extra", "max-spec/htdemucs_ft+mdx_extra",
+                     "htdemucs_ft@drums,bass+htdemucs_6s"],
+    }),
+]
 StemName = Annotated[str, _enum(catalog.all_stems())]
 OutputFormat = Annotated[str, _enum(catalog.OUTPUT_FORMATS)]
 WavDepth = Annotated[str, _enum(catalog.WAV_DEPTHS)]
@@ -118,7 +129,13 @@ class SeparationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     engine: Engine | None = Field(None, description="local or lalalai")
-    model: Model | None = Field(None, description="Demucs model (local)")
+    model: SeparationModel | None = Field(
+        None,
+        description="Local model, ensemble preset, or ensemble: models joined by '+', "
+        "each optionally with ':WEIGHT' and '@STEM,STEM' (the stems it gives), optionally "
+        "preceded by 'max-spec/' or 'min-spec/' (default: weighted average). "
+        "GET /api/models lists models and presets.",
+    )
     stems: list[StemName] | None = Field(None, description="Stems to produce; default: all "
                                          "of the model's (local)")
     two_stems: StemName | None = Field(None, description="Karaoke mode: this stem and "

@@ -45,10 +45,10 @@ def apply_settings_update(settings: Settings, prefs: UserSettings, changes: dict
         raise InvalidOptionError(
             f"Unknown engine {changes['engine']!r}: use {' or '.join(catalog.ENGINE_LABELS)}."
         )
-    if "demucs_model" in changes and changes["demucs_model"] not in catalog.MODELS:
+    if "demucs_model" in changes and changes["demucs_model"] not in catalog.picker_names():
         raise InvalidOptionError(
             f"Unknown model {changes['demucs_model']!r}. "
-            f"Choose one of: {', '.join(catalog.MODELS)}."
+            f"Choose a model or an ensemble preset: {', '.join(catalog.picker_names())}."
         )
     if "device" in changes:
         check_device_choice(changes["device"])

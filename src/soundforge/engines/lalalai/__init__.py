@@ -10,7 +10,11 @@ Modules, one job each:
 * ``quota``    – what a job costs, the check before upload, the quota report;
 * ``ledger``   – the installation's record of minutes consumed;
 * ``keys``     – which license key to use, and how to name it without showing it;
-* ``engine``   – ``LalalaiEngine``, which puts these together.
+* ``engine``   – ``LalalaiEngine``: options, the shared pieces, cost and quota;
+* ``run``      – ``SeparationRun``: one separation, start to end;
+* ``release``  – cancel-all, one job's tasks, and what a killed process left;
+* ``leftovers``– the command line's record of work at the provider;
+* ``errors``   – the provider's error types.
 
 Nothing is imported here so that ``import soundforge.engines.lalalai.stems``
 stays cheap (the web app's option forms only need the names).

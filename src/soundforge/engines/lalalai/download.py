@@ -14,7 +14,6 @@ this client has no license key at all: the key must not travel there.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,14 +24,9 @@ from soundforge.audio.probe import probe
 from soundforge.audio.reader import AudioReader
 from soundforge.audio.writer import StemWriter
 from soundforge.engines.base import CancelToken, SeparationOptions
-from soundforge.engines.lalalai.client import (
-    DEFAULT_TIMEOUT,
-    RETRYABLE_EXCEPTIONS,
-    RetryPolicy,
-    make_transport,
-    shared_ssl_context,
-)
+from soundforge.engines.lalalai.client import DEFAULT_TIMEOUT, make_transport, shared_ssl_context
 from soundforge.engines.lalalai.errors import ProviderUnavailableError
+from soundforge.engines.lalalai.retrying import RETRYABLE_EXCEPTIONS, RetryPolicy, retrying
 from soundforge.errors import (
     CancelledError,
     InputAudioError,
@@ -50,7 +44,16 @@ class _Incomplete(Exception):
     """The body ended before Content-Length bytes arrived."""
 
 
-_BROKE_OFF: tuple[type[Exception], ...] = (*RETRYABLE_EXCEPTIONS, _Incomplete)
+class _ServerError(Exception):
+    """The CDN answered 5xx: worth another try."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+# What makes a download worth another try from the start.
+_RETRY_ON: tuple[type[Exception], ...] = (*RETRYABLE_EXCEPTIONS, _Incomplete, _ServerError)
 
 
 class TrackDownloader:
@@ -76,35 +79,30 @@ class TrackDownloader:
     ) -> Path:
         """Download ``url`` into ``dest`` completely, or raise."""
         tries = 0
-        while True:
+
+        def one_try() -> None:
+            nonlocal tries
             tries += 1
             if cancel is not None:
                 cancel.raise_if_cancelled()
             try:
                 self._fetch_once(url, dest, cancel, on_bytes)
-                return dest
-            except _BROKE_OFF as exc:
-                reason = "it broke off" if not isinstance(exc, httpx.TimeoutException) else (
-                    "it timed out"
+            except _RETRY_ON as exc:
+                log.warning(
+                    "Download of LALAL.AI track %s failed (%s), try %d of %d",
+                    label, _reason(exc), tries, self.retry.attempts,
                 )
-            except _ServerError as exc:
-                reason = f"HTTP {exc.status}"
-            log.warning(
-                "Download of LALAL.AI track %s failed (%s), try %d of %d",
-                label, reason, tries, self.retry.attempts,
-            )
-            if tries >= self.retry.attempts:
-                raise ProviderUnavailableError(
-                    f"Downloading the {label!r} track from LALAL.AI failed {tries} times "
-                    f"({reason}). Check the network connection and try again; no partial "
-                    "stem was kept."
-                )
-            delay = self.retry.delay(tries)
-            if cancel is not None:
-                if cancel.wait(delay):
-                    raise CancelledError()
-            else:
-                time.sleep(delay)
+                raise
+
+        try:
+            retrying(self.retry, cancel, _RETRY_ON)(one_try)
+        except _RETRY_ON as exc:
+            raise ProviderUnavailableError(
+                f"Downloading the {label!r} track from LALAL.AI failed {tries} times "
+                f"({_reason(exc)}). Check the network connection and try again; no partial "
+                "stem was kept."
+            ) from None
+        return dest
 
     def _fetch_once(
         self,
@@ -152,10 +150,11 @@ class TrackDownloader:
         self._http.close()
 
 
-class _ServerError(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
+def _reason(exc: BaseException) -> str:
+    """Why one download try failed, in words for the log and the final error."""
+    if isinstance(exc, _ServerError):
+        return f"HTTP {exc.status}"
+    return "it timed out" if isinstance(exc, httpx.TimeoutException) else "it broke off"
 
 
 def output_channels(input_channels: int) -> int:

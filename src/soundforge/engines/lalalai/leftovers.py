@@ -23,8 +23,9 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from soundforge.config import Settings
-from soundforge.engines.lalalai.engine import ProviderWork, ReleaseOutcome, release_provider_work
+from soundforge.engines.base import ProviderWork
 from soundforge.engines.lalalai.keys import key_id
+from soundforge.engines.lalalai.release import ReleaseOutcome, release_provider_work
 from soundforge.storage.atomic import write_text_atomically
 
 log = logging.getLogger(__name__)

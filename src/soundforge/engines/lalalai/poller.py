@@ -16,15 +16,16 @@ to watch, so an idle process holds no thread and no connection.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from soundforge.engines.lalalai.client import LalalaiClient, RetryPolicy, TaskStatus
+from soundforge.engines.lalalai.client import LalalaiClient
 from soundforge.engines.lalalai.errors import RateLimitedError
+from soundforge.engines.lalalai.responses import TaskStatus
+from soundforge.engines.lalalai.retrying import RetryPolicy
 from soundforge.errors import SoundForgeError
 
 log = logging.getLogger(__name__)
@@ -177,11 +178,10 @@ class _Backoff:
 
     def next(self, floor: float) -> float:
         """Exponential from the poll interval (or the policy's base delay), with
-        jitter, capped at the policy's max delay."""
+        jitter, capped at the policy's max delay: the policy's own delays, one
+        step further each time (the first back-off already doubles the interval)."""
         self.level += 1
-        start = max(floor, self.policy.base_delay)
-        cap = min(max(self.policy.max_delay, start), start * 2**self.level)
-        return random.uniform(cap / 2, cap)
+        return self.policy.delay(self.level + 1, floor=floor)
 
     def reset(self) -> None:
         self.level = 0

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 from pydantic import SecretStr
 
 from soundforge.config import Settings, get_settings
-from soundforge.engines.lalalai.client import LalalaiClient, RetryPolicy
+from soundforge.engines.lalalai.client import LalalaiClient
 from soundforge.engines.lalalai.keys import key_id, require_key
 from soundforge.engines.lalalai.ledger import DatabaseUsageLedger, UsageLedger
+from soundforge.engines.lalalai.retrying import RetryPolicy
 from soundforge.errors import QuotaError
 
 

@@ -14,15 +14,17 @@ So a request becomes at most one multistem task plus one stem_separator task
 per remaining stem; all of them run at the same time on the provider's side.
 Each output name comes from exactly one task: when two tasks would both return
 the same back track (``no_vocals`` from a vocals task and from a lead/back task)
-only the first is downloaded.
+only the first is downloaded. ``build_presets`` writes a planned task's
+request body.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from soundforge.engines.base import SeparationOptions
 from soundforge.errors import InvalidOptionError
 from soundforge.stems import LALALAI_STEMS, REST, complement
 
@@ -198,3 +200,29 @@ def planned_outputs(tasks: list[PlannedTask]) -> list[str]:
 
 def total_stems(tasks: list[PlannedTask]) -> int:
     return sum(task.stem_count for task in tasks)
+
+
+# Lossless, compact result tracks: we re-encode to the requested format anyway.
+RESULT_FORMAT = "flac"
+
+
+def build_presets(task: PlannedTask, options: SeparationOptions) -> dict[str, Any]:
+    """The ``presets`` body of a split request. Options left at None are not
+    sent, so the provider applies its own defaults (splitter ``auto``,
+    extraction level ``deep_extraction``)."""
+    presets: dict[str, Any] = {"encoder_format": RESULT_FORMAT}
+    if options.splitter is not None:
+        presets["splitter"] = options.splitter
+    if options.extraction_level is not None:
+        presets["extraction_level"] = options.extraction_level
+    if task.kind == "multistem":
+        presets["stem_list"] = list(task.api_stems)
+        return presets
+    presets["stem"] = task.api_stems[0]
+    if task.multivocal is not None:
+        presets["multivocal"] = task.multivocal
+    if options.enhanced_processing is not None:
+        # Only stem_separator tasks carry this flag (see the /check/ example
+        # presets in the provider's spec); multistem has no such field.
+        presets["enhanced_processing_enabled"] = options.enhanced_processing
+    return presets

@@ -1,6 +1,6 @@
 """What evaluates the network on segment windows: device, batching and precision.
 
-The streaming core (``streaming.py``) decides which segments to run and adds
+The streaming core (``streaming/``) decides which segments to run and adds
 their outputs up; a backend runs the networks on the windows it is handed.
 
 * ``ReferenceBackend``: the official modules, called as ``apply_model`` calls
@@ -8,7 +8,9 @@ their outputs up; a backend runs the networks on the windows it is handed.
   forward call (``batch``), copies inputs from pinned host memory without
   blocking, and runs in the requested precision under autocast.
 * ``FastCpuBackend``: the same modules on the CPU with fused scaled-dot-product
-  attention (below), used where its equivalence tests cover the network class.
+  attention (below) and, in float32, oneDNN's kernels for the linear layers and
+  transposed convolutions (``onednn.py``), used where its equivalence tests
+  cover the network class.
 
 Placement follows ``apply_model``: the networks that run (the active members
 of a bag) are moved to the compute device before the first segment; members
@@ -29,12 +31,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from soundforge.engines.base import NoticeCallback as Notice
 from soundforge.engines.local.device import check_precision
+from soundforge.engines.local.onednn import Bf16Network, OneDnnKernels, bf16_network
 from soundforge.errors import EngineError, OutOfMemoryError
 
 if TYPE_CHECKING:
@@ -49,7 +53,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_AUTO_BATCH = 16
 MEMORY_HEADROOM = 0.7
 
-Notice = Callable[[str], None]
+
 
 
 class SegmentBackend(Protocol):
@@ -244,11 +248,37 @@ class FastCpuBackend(ReferenceBackend):
     def _call(self, jobs: Sequence[Job]) -> list[torch.Tensor]:
         model = jobs[0].member.model
         windows = torch.stack([job.window for job in jobs])
-        with torch.inference_mode(), fused_attention(), precision_context(
-            self.device, self.precision
-        ):
-            out = model(windows).float()
+        if bf16_weights_apply(model, self.precision):
+            with torch.inference_mode(), Bf16Network():
+                out = bf16_network(model)(windows).float()
+        else:
+            with torch.inference_mode(), fused_attention(), precision_context(
+                self.device, self.precision
+            ), fast_kernels(self.precision):
+                out = model(windows).float()
         return [center_trim(out[i], job.chunk) for i, job in enumerate(jobs)]
+
+
+def fast_kernels(precision: str) -> contextlib.AbstractContextManager[object]:
+    """oneDNN's float32 kernels (``onednn.py``) where they apply: exact float32
+    runs on a PyTorch build that has oneDNN. Autocast's reduced precisions keep
+    the kernels autocast picks."""
+    if precision == "fp32" and torch.backends.mkldnn.is_available():
+        return OneDnnKernels()
+    return contextlib.nullcontext()
+
+
+def bf16_weights_apply(network: Any, precision: str) -> bool:
+    """Whether a bf16 run uses the network's bf16 copy (``onednn.Bf16Network``)
+    rather than autocast: for HTDemucs, the network its tests cover (HDemucs'
+    LSTMs are not rerouted), on a build with oneDNN."""
+    from demucs.htdemucs import HTDemucs
+
+    return (
+        precision == "bf16"
+        and type(network) is HTDemucs
+        and torch.backends.mkldnn.is_available()
+    )
 
 
 def fast_path_refusal(model: Any, plan: Plan, device: torch.device) -> str | None:

@@ -29,6 +29,8 @@ class ModelSpec:
     # The longest --segment the model takes (seconds): a transformer refuses
     # more than it was trained on; None = only the general limit applies.
     max_segment: float | None = None
+    # The rate the model hears and writes; an ensemble's members must share it.
+    sample_rate: int = 44100
 
     @property
     def is_bag(self) -> bool:

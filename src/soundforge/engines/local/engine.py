@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from soundforge.audio.probe import probe
 from soundforge.config import Settings, get_settings
 from soundforge.engines.base import (
-    OUTPUT_FORMATS,
-    WAV_DEPTHS,
     CancelToken,
+    NoticeCallback,
     ProgressCallback,
+    RunHooks,
     SeparationOptions,
-    check_numbers,
+    SeparationResult,
+    validate_common,
 )
+from soundforge.engines.local import protocol
 from soundforge.engines.local.catalog import get_spec, resolve_outputs
 from soundforge.engines.local.device import (
     PRECISIONS,
@@ -24,25 +27,13 @@ from soundforge.engines.local.device import (
     parse_device,
     resolve_device,
 )
+from soundforge.engines.local.ensemble.spec import check_ensemble_request, is_ensemble
 from soundforge.engines.local.port import DemucsPort, MessageHook
 from soundforge.engines.local.request import RunRequest
 from soundforge.errors import InvalidOptionError
 from soundforge.storage.staging import staging_for
 
 log = logging.getLogger(__name__)
-
-
-def validate_common(options: SeparationOptions) -> None:
-    """Checks both engines share: output format and depth."""
-    if options.format not in OUTPUT_FORMATS:
-        raise InvalidOptionError(
-            f"Unknown output format {options.format!r}: use {', '.join(OUTPUT_FORMATS)}."
-        )
-    if options.wav_depth not in WAV_DEPTHS:
-        raise InvalidOptionError(
-            f"Unknown WAV depth {options.wav_depth!r}: use {', '.join(WAV_DEPTHS)}."
-        )
-    check_numbers(options)
 
 
 class LocalEngine:
@@ -61,7 +52,6 @@ class LocalEngine:
         # Which of the machine's concurrent runners this engine's is (a worker
         # thread each): it decides the runner's GPU and its share of the cores.
         self.placement = placement or RunnerPlacement()
-        self.last_result: dict[str, Any] = {}
 
     def device_for(self, options: SeparationOptions) -> str:
         choice = parse_device(options.device or self.settings.device)
@@ -70,8 +60,14 @@ class LocalEngine:
         return choice
 
     def validate(self, options: SeparationOptions) -> SeparationOptions:
-        spec = get_spec(options.model)
-        resolve_outputs(spec, options.stems, options.two_stems)
+        if is_ensemble(options.model):
+            check_ensemble_request(
+                options.model, options.stems, options.two_stems, options.segment
+            )
+            spec = None
+        else:
+            spec = get_spec(options.model)
+            resolve_outputs(spec, options.stems, options.two_stems)
         validate_common(options)
         device = parse_device(options.device or self.settings.device)
         if device != "auto" and device != "cpu":
@@ -83,6 +79,7 @@ class LocalEngine:
             )
         if (
             options.segment is not None
+            and spec is not None
             and spec.max_segment is not None
             and options.segment > spec.max_segment
         ):
@@ -94,6 +91,10 @@ class LocalEngine:
             )
         return options
 
+    def check_quota(self, options: SeparationOptions, duration: float) -> float | None:
+        """Local runs cost nothing: there is no account to check."""
+        return None
+
     def separate(
         self,
         input_path: Path,
@@ -101,8 +102,8 @@ class LocalEngine:
         on_progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
         destination: Path | None = None,
-        on_message: MessageHook | None = None,
-    ) -> dict[str, Path]:
+        hooks: RunHooks | None = None,
+    ) -> SeparationResult:
         if destination is None:
             raise InvalidOptionError("No destination folder given for the stems.")
         options = self.validate(options)
@@ -119,11 +120,17 @@ class LocalEngine:
                 precision=options.precision or self.settings.precision,
                 threads=self.placement.threads(self.settings.threads),
             )
-            result = self.port.separate(request, on_progress, cancel, on_message)
-            self.last_result = result
+            started = time.perf_counter()
+            result = self.port.separate(
+                request, on_progress, cancel, _notices_to(hooks.on_notice if hooks else None)
+            )
             staged = {name: Path(path) for name, path in result["stems"].items()}
             moved = staging.commit()
-        return {name: moved[path.name] for name, path in staged.items()}
+        return SeparationResult(
+            stems={name: moved[path.name] for name, path in staged.items()},
+            reused=bool(result.get("model_reused")),
+            timings=_timings(result, time.perf_counter() - started),
+        )
 
     def close(self) -> None:
         self.port.close()
@@ -133,3 +140,24 @@ class LocalEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _notices_to(on_notice: NoticeCallback | None) -> MessageHook | None:
+    """The runner's ``notice`` messages → the caller's ``on_notice``."""
+    if on_notice is None:
+        return None
+
+    def forward(message: dict[str, Any]) -> None:
+        if message.get("type") == protocol.NOTICE:
+            on_notice(str(message.get("message") or ""))
+
+    return forward
+
+
+def _timings(result: dict[str, Any], total: float) -> dict[str, float]:
+    """The runner's model-load seconds (0 when it was already loaded) and the whole run's."""
+    timings = {"total": round(total, 3)}
+    load = result.get("load_seconds")
+    if isinstance(load, int | float):
+        timings["load"] = float(load)
+    return timings

@@ -1,9 +1,11 @@
-"""Run a loaded Demucs model on one file and write its stems.
+"""Run a loaded model on one file and write its stems.
 
 The file is read twice: a first decoding pass measures the mix's mean and
 standard deviation (the official CLI normalises by them, over the whole
 track) and its length; the second pass streams the audio through the model
-segment by segment (``streaming.py``) straight into the stem writers. Decoding
+segment by segment (``streaming``) straight into the stem writers. What a
+model family contributes is a ``Separation``: the streams that evaluate it
+over the shared mix and how their estimates combine. Decoding
 is cheap next to inference, and nothing proportional to the track's length is
 ever held in memory.
 
@@ -23,34 +25,39 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from soundforge.audio.reader import AudioReader
 from soundforge.audio.writer import StemWriter, stem_filename
+from soundforge.engines.base import NoticeCallback as Notice
+from soundforge.engines.base import Progress, ShouldStop
 from soundforge.engines.local.catalog import get_spec, resolve_outputs
 from soundforge.engines.local.device import resolve_device
 from soundforge.engines.local.request import RunRequest
 from soundforge.engines.local.streaming import (
+    Combine,
+    DemucsStream,
     MixFeed,
     MixStats,
     Plan,
     RunningStats,
-    SegmentBackend,
+    StemStream,
     make_plan,
-    run_stream,
+    only,
+    run_streams,
 )
 from soundforge.errors import CancelledError, OutOfMemoryError
 
+if TYPE_CHECKING:
+    from soundforge.engines.local.backends import SegmentBackend
+
 log = logging.getLogger(__name__)
 
-# (fraction done 0..1, stage) → None
-Progress = Callable[[float, str], None]
-ShouldStop = Callable[[], bool]
-Notice = Callable[[str], None]
 
 # Shorter segments than this lose too much context to be worth a retry.
 MIN_RETRY_SEGMENT = 1.0
@@ -60,9 +67,40 @@ MIN_RETRY_SEGMENT = 1.0
 STATS_SHARE = 0.03
 
 
-def measure(request: RunRequest, model: Any, should_stop: Callable[[], bool]) -> MixStats:
+@dataclass(frozen=True)
+class Separation:
+    """What the streaming writer needs from a model family for one run."""
+
+    samplerate: int
+    audio_channels: int
+    sources: tuple[str, ...]  # the order of the combined estimates
+    # Some sources were not computed: ``no_X`` is then written as mix − X.
+    pruned: bool
+    # The streams that evaluate the model(s) over the shared mix …
+    streams: Callable[[MixFeed], list[StemStream]]
+    # … and how their estimates become the ``sources``.
+    combine: Combine = only
+
+
+def demucs_separation(
+    model: Any, plan: Plan, backend: SegmentBackend, mean: torch.Tensor, std: torch.Tensor
+) -> Separation:
+    """A Demucs model (or bag) evaluated as ``plan`` says, by ``backend``."""
+    sources = tuple(model.sources)
+    return Separation(
+        model.samplerate,
+        model.audio_channels,
+        sources,
+        plan.pruned,
+        lambda feed: [DemucsStream(plan, feed, backend, sources, mean, std)],
+    )
+
+
+def measure(
+    request: RunRequest, samplerate: int, channels: int, should_stop: Callable[[], bool]
+) -> MixStats:
     """First pass: mean, standard deviation and length of the mix at the model's rate."""
-    reader = AudioReader(request.input, model.samplerate, model.audio_channels)
+    reader = AudioReader(request.input, samplerate, channels)
     stats = RunningStats()
     length = 0
     for block in reader:
@@ -139,7 +177,7 @@ def separate_file(
     if request.seed is not None:
         # The shift offsets come from `random`, as in the official package.
         random.seed(request.seed)
-    stats = measure(request, model, should_stop)
+    stats = measure(request, model.samplerate, model.audio_channels, should_stop)
     mean, std = stats.tensors()
     segment = request.segment
     draws = random.getstate()
@@ -165,9 +203,8 @@ def separate_file(
         chosen = backend or choose_backend(model, plan, device, request, notice)
         on_progress(STATS_SHARE, "separating")
         try:
-            return stream_to_files(
-                model, request, outputs, stats, plan, chosen, on_progress, should_stop, mean, std
-            )
+            separation = demucs_separation(model, plan, chosen, mean, std)
+            return stream_to_files(request, outputs, stats, separation, on_progress, should_stop)
         except OutOfMemoryError as exc:
             current = segment if segment is not None else default_segment(plan)
             shorter = current / 2
@@ -192,25 +229,24 @@ def default_segment(plan: Plan) -> float:
 
 
 def stream_to_files(
-    model: Any,
     request: RunRequest,
     outputs: tuple[str, ...],
     stats: MixStats,
-    plan: Plan,
-    backend: SegmentBackend,
+    separation: Separation,
     on_progress: Progress,
     should_stop: ShouldStop,
-    mean: torch.Tensor,
-    std: torch.Tensor,
 ) -> dict[str, str]:
-    reader = AudioReader(request.input, model.samplerate, model.audio_channels)
+    """The second decoding pass: stream the mix through ``separation`` into the
+    stem writers (staged: nothing appears under its final name until it is whole)."""
+    reader = AudioReader(request.input, separation.samplerate, separation.audio_channels)
     info = reader.info
     out_rate = request.sample_rate or info.sample_rate
     out_frames = round(stats.source_frames * out_rate / info.sample_rate)
     channels = 1 if info.channels == 1 else 2
     out_dir = Path(request.output_dir)
     writers: dict[str, StemWriter] = {}
-    sources = list(model.sources)
+    sources = list(separation.sources)
+    mean, std = stats.tensors()
     try:
         for name in outputs:
             writers[name] = StemWriter(
@@ -218,22 +254,23 @@ def stream_to_files(
                 request.format,
                 sample_rate=out_rate,
                 channels=channels,
-                source_rate=model.samplerate,
-                source_channels=model.audio_channels,
+                source_rate=separation.samplerate,
+                source_channels=separation.audio_channels,
                 wav_depth=request.wav_depth,
                 mp3_bitrate=request.mp3_bitrate,
             )
-        feed = MixFeed(iter(reader), stats.length, model.audio_channels, mean, std)
+        feed = MixFeed(iter(reader), stats.length, separation.audio_channels, mean, std)
 
         def emit(estimates: torch.Tensor, raw: torch.Tensor) -> None:
-            blocks = map_outputs(sources, estimates, raw, outputs, plan.pruned)
+            blocks = map_outputs(sources, estimates, raw, outputs, separation.pruned)
             for name, block in blocks.items():
                 writers[name].write(block.numpy().astype(np.float32, copy=False))
 
-        def on_segment(done: int, total: int) -> None:
+        def on_unit(done: int, total: int) -> None:
             on_progress(STATS_SHARE + (1 - STATS_SHARE) * 0.99 * done / total, "separating")
 
-        run_stream(plan, feed, backend, emit, on_segment, should_stop, mean, std)
+        streams = separation.streams(feed)
+        run_streams(streams, feed, separation.combine, emit, on_unit, should_stop)
         written: dict[str, str] = {}
         for name, writer in writers.items():
             written[name] = str(

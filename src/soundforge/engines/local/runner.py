@@ -1,10 +1,11 @@
 """The long-lived Demucs runner process: ``python -m soundforge.engines.local.runner``.
 
 Reads one JSON request per line on stdin, answers with newline-delimited JSON
-on stdout (see ``protocol.py``), and keeps the last model loaded so the next
-request on the same model starts computing at once. Logs go to stderr; the
-real stdout is reserved for the protocol, and anything a library prints is
-sent to stderr instead so it cannot corrupt a message.
+on stdout (see ``protocol.py``), and keeps the last model (or an ensemble's
+models) loaded so the next request on the same models starts computing at
+once. Logs go to stderr; the real stdout is reserved for the protocol, and
+anything a library prints is sent to stderr instead so it cannot corrupt a
+message.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from soundforge.engines.local import protocol
+from soundforge.engines.local.request import RunRequest
 from soundforge.errors import EngineError, SoundForgeError
 
 log = logging.getLogger("soundforge.runner")
@@ -43,8 +46,9 @@ class Runner:
         # wants us gone, so the running request is abandoned at the next segment
         # instead of computing on for nobody (e.g. after its worker was SIGKILLed).
         self._closing = threading.Event()
-        self._model: Any = None
-        self._model_key: tuple[str, str | None] | None = None
+        # The models of the last request, by (name, repo): one, or an ensemble's
+        # members, each loaded once and kept for the next request that uses it.
+        self._models: dict[tuple[str, str | None], Any] = {}
         self.loads = 0  # how many times a model was loaded (tests read it via results)
         self._gone = False  # the protocol pipe broke: the supervisor is dead
 
@@ -137,14 +141,24 @@ class Runner:
                 log.exception("separation failed")
             self.send(protocol.error(request_id, describe_failure(exc), code))
 
-    def model_for(self, name: str, repo: str | None, request_id: str) -> Any:
+    def models_for(self, names: list[str], repo: str | None, request_id: str) -> dict[str, Any]:
+        """The models ``names`` from ``repo``, loading those not held; models
+        the request does not use are freed first, before anything is loaded."""
+        wanted = {(name, repo) for name in names}
+        for key in list(self._models):
+            if key not in wanted:
+                del self._models[key]
+        for name in names:
+            if (name, repo) not in self._models:
+                self._models[(name, repo)] = self._load(name, repo, request_id)
+        return {name: self._models[(name, repo)] for name in names}
+
+    def holds(self, names: list[str], repo: str | None) -> bool:
+        return all((name, repo) in self._models for name in names)
+
+    def _load(self, name: str, repo: str | None, request_id: str) -> Any:
         from soundforge.engines.local.loader import load_model
 
-        key = (name, repo)
-        if self._model_key == key:
-            return self._model
-        self._model = None  # free the old model before loading the next
-        self._model_key = None
         stop = threading.Event()
 
         def heartbeat() -> None:
@@ -164,7 +178,6 @@ class Runner:
             log.info("loaded %s in %.2f s", name, time.perf_counter() - started)
         finally:
             stop.set()
-        self._model, self._model_key = model, key
         self.loads += 1
         return model
 
@@ -175,12 +188,15 @@ class Runner:
             configure_threads,
             resolve_device,
         )
-        from soundforge.engines.local.inference import separate_file
-        from soundforge.engines.local.request import RunRequest
-
+        from soundforge.engines.local.ensemble.run import members_to_load, separate_ensemble
+        from soundforge.engines.local.ensemble.spec import is_ensemble
         request = RunRequest.from_message(message)
         # Refuse a bad request before spending seconds on loading a model.
-        resolve_outputs(get_spec(request.model), request.stems, request.two_stems)
+        if is_ensemble(request.model):
+            names = list(members_to_load(request))
+        else:
+            resolve_outputs(get_spec(request.model), request.stems, request.two_stems)
+            names = [request.model]
         device = resolve_device(request.device)
         check_precision(request.precision, device)
         if device.type == "cuda" and device.index is not None:
@@ -191,8 +207,8 @@ class Runner:
             torch.cuda.set_device(device)
         configure_threads(request.threads)
         started = time.perf_counter()
-        reused = self._model_key == (request.model, request.repo)
-        model = self.model_for(request.model, request.repo, request.id)
+        reused = self.holds(names, request.repo)
+        models = self.models_for(names, request.repo, request.id)
         load_seconds = time.perf_counter() - started
         last = -1
 
@@ -204,8 +220,9 @@ class Runner:
             last = max(last, percent)
             self.send(protocol.progress(request.id, last, stage))
 
-        stems = separate_file(
-            model,
+        separate = separate_ensemble if is_ensemble(request.model) else separate_model
+        stems = separate(
+            models,
             request,
             on_progress,
             lambda: self.is_cancelled(request.id),
@@ -215,6 +232,20 @@ class Runner:
             request.id, stems, model_reused=reused, load_seconds=round(load_seconds, 3),
             model_loads=self.loads,
         ))
+
+
+def separate_model(
+    models: dict[str, Any],
+    request: RunRequest,
+    on_progress: Callable[[float, str], None],
+    should_stop: Callable[[], bool],
+    on_notice: Callable[[str], None],
+) -> dict[str, str]:
+    """One catalogue model: the only entry of ``models``."""
+    from soundforge.engines.local.inference import separate_file
+
+    (model,) = models.values()
+    return separate_file(model, request, on_progress, should_stop, on_notice=on_notice)
 
 
 def describe_failure(exc: BaseException) -> str:

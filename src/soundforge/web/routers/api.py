@@ -15,11 +15,11 @@ from starlette.concurrency import run_in_threadpool
 
 from soundforge.db.accounts import get_user_settings
 from soundforge.errors import InputAudioError
+from soundforge.jobs.deletion import delete_separation, delete_track
 from soundforge.jobs.service import cancel_job, create_separation_job, get_job, get_stem, list_jobs
 from soundforge.library.files import resolve_upload
 from soundforge.library.peaks import stem_peaks
-from soundforge.library.separations import delete_separation
-from soundforge.library.tracks import delete_track, get_track, list_tracks
+from soundforge.library.tracks import get_track, list_tracks
 from soundforge.web import catalog
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import WebError, error_body, status_for

@@ -145,7 +145,7 @@ async def _cancel_tasks(settings: Any, key: str | None, task_ids: list[str]) -> 
     jobs are cancelled either way: their workers try the provider again."""
     if not task_ids or not key:
         return 0
-    from soundforge.engines.lalalai.engine import cancel_tasks
+    from soundforge.engines.lalalai.release import cancel_tasks
 
     try:
         outcomes = await run_in_threadpool(cancel_tasks, settings, key, task_ids)
@@ -177,7 +177,7 @@ async def cancel_all(request: Request, session: DbSession, user: ApiUser) -> dic
     if own_key:
         # Only with the user's own key: the installation's shared key carries
         # other users' tasks, which are not this user's to cancel.
-        from soundforge.engines.lalalai.engine import cancel_all as provider_cancel_all
+        from soundforge.engines.lalalai.release import cancel_all as provider_cancel_all
 
         try:
             outcomes = await run_in_threadpool(provider_cancel_all, settings, own_key)

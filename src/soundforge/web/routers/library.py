@@ -9,8 +9,9 @@ from starlette.concurrency import run_in_threadpool
 
 from soundforge.db import ProcessingJob, Stem, Track
 from soundforge.db.errors import NotFoundError
+from soundforge.jobs.deletion import delete_track
 from soundforge.library.files import resolve_upload
-from soundforge.library.tracks import delete_track, get_track, list_tracks
+from soundforge.library.tracks import get_track, list_tracks
 from soundforge.web.art import placeholder_svg
 from soundforge.web.deps import Csrf, DbSession, PageUser
 from soundforge.web.errors import WebError, error_body, status_for, wants_json

@@ -37,6 +37,7 @@ def _context(session: DbSession, user: User, **extra: Any) -> dict[str, Any]:
         "prefs": prefs,
         "tokens": tokens,
         "models": catalog.MODELS,
+        "ensembles": catalog.ensembles(),
         "devices": catalog.device_choices(),
         "formats": catalog.OUTPUT_FORMATS,
         "format_labels": catalog.FORMAT_LABELS,

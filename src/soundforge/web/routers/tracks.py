@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from soundforge.db.errors import NotFoundError
 from soundforge.errors import SoundForgeError
+from soundforge.jobs.deletion import delete_separation
 from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
-from soundforge.library.separations import delete_separation
 from soundforge.library.tracks import get_track
 from soundforge.web import catalog
 from soundforge.web.deps import Csrf, DbSession, PageUser
@@ -76,8 +76,9 @@ async def separate(request: Request, user: PageUser, track_id: str) -> Response:
             context: dict[str, Any] = {"track": track, "error": public_message(request, exc)}
             context.update(separate_form_context(session, user, pipeline.settings))
             # Keep the user's choices, except the ones that cannot be shown.
-            known: dict[str, Any] = {"engine": catalog.ENGINE_LABELS, "model": catalog.MODELS,
-                     "format": catalog.OUTPUT_FORMATS}
+            known: dict[str, Any] = {"engine": catalog.ENGINE_LABELS,
+                                     "model": catalog.picker_names(),
+                                     "format": catalog.OUTPUT_FORMATS}
             context["form_values"].update(
                 {k: v for k, v in options.items() if k in known and v in known[k]}
             )

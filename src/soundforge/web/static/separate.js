@@ -88,6 +88,7 @@
     const twoBox = form.querySelector("[data-two-stems]");
     const twoSelect = form.querySelector("[data-two-select]");
     const modelNote = form.querySelector("[data-model-note]");
+    const ensembleNote = form.querySelector("[data-ensemble-note]");
     const costEl = form.querySelector("[data-cost]");
     const submit = form.querySelector('[type="submit"]');
     const table = form.closest("dialog, .panel, main").querySelector("table.compare");
@@ -159,6 +160,11 @@
           ? `Not on this machine yet: the first separation downloads it (${state.replace("needs a ", "")}).`
           : "Not on this machine: separations with it fail until its files are in the model repository.";
       modelNote.classList.toggle("warn", option.dataset.available !== "1");
+      if (ensembleNote) {
+        // An ensemble preset says which models it combines, and why.
+        ensembleNote.textContent = option.dataset.about || "";
+        ensembleNote.hidden = !option.dataset.about;
+      }
     };
 
     // ---- LALAL.AI cost before submitting: duration × stems, against minutes left.

@@ -1,0 +1,183 @@
+"""oneDNN's float32 kernels on the CPU fast path: same results, used where meant.
+
+Each rerouted operation is compared with PyTorch's own on the shapes and
+module settings the Demucs networks use, plus the cases the reroute must hand
+back to PyTorch untouched; the fast backend is then checked to really run
+them in float32 and to leave autocast's precisions alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from soundforge.engines.local.backends import FastCpuBackend, bf16_weights_apply
+from soundforge.engines.local.loader import load_model
+from soundforge.engines.local.onednn import (
+    QUERY_BLOCK,
+    OneDnnKernels,
+    bf16_network,
+    blocked_attention,
+)
+from soundforge.engines.local.streaming import Job, make_plan
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# float32 rounding differs between MKL and oneDNN, nothing else does.
+ATOL = 1e-5
+
+
+def ops_run(call: Callable[[], object]) -> set[str]:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        call()
+    return {event.key for event in prof.key_averages()}
+
+
+@pytest.mark.parametrize("shape", [(7, 16), (3, 5, 16), (2, 3, 4, 16)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_layers_agree_and_go_to_onednn(shape: tuple[int, ...], bias: bool) -> None:
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 24, bias=bias)
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        expected = layer(x)
+        with OneDnnKernels():
+            got = layer(x)
+            ops = ops_run(lambda: layer(x))
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
+    assert "aten::mkldnn_linear" in ops and "aten::addmm" not in ops
+
+
+def test_a_non_contiguous_input_gives_the_same_result() -> None:
+    layer = torch.nn.Linear(16, 8)
+    x = torch.randn(16, 10).t()  # a transposed view
+    with torch.inference_mode(), OneDnnKernels():
+        got = layer(x)
+    torch.testing.assert_close(got, torch.nn.functional.linear(x, layer.weight, layer.bias))
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("cross", [False, True])
+def test_attention_agrees_with_pytorch(batch_first: bool, cross: bool) -> None:
+    torch.manual_seed(1)
+    attention = torch.nn.MultiheadAttention(32, 4, batch_first=batch_first).eval()
+    shape = (2, 9, 32) if batch_first else (9, 2, 32)
+    query = torch.randn(*shape)
+    memory = torch.randn(2, 5, 32) if batch_first else torch.randn(5, 2, 32)
+    key = memory if cross else query
+    with torch.inference_mode():
+        expected, _ = attention(query, key, key, need_weights=False)
+        with OneDnnKernels():
+            got, weights = attention(query, key, key, need_weights=False)
+            ops = ops_run(lambda: attention(query, key, key, need_weights=False))
+    assert weights is None
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
+    assert "aten::mkldnn_linear" in ops and "aten::addmm" not in ops
+
+
+@pytest.mark.parametrize(
+    "queries, keys", [(QUERY_BLOCK, 40), (2 * QUERY_BLOCK + 37, 300), (5, 700)]
+)
+def test_blocked_attention_matches_the_fused_kernel(queries: int, keys: int) -> None:
+    torch.manual_seed(4)
+    q = torch.randn(2, 3, queries, 16)
+    k, v = torch.randn(2, 3, keys, 16), torch.randn(2, 3, keys, 16)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(blocked_attention(q, k, v), expected, atol=ATOL, rtol=1e-5)
+
+
+def test_attention_with_a_mask_or_weights_is_left_to_pytorch() -> None:
+    torch.manual_seed(2)
+    attention = torch.nn.MultiheadAttention(16, 2).eval()
+    x = torch.randn(6, 1, 16)
+    mask = torch.triu(torch.ones(6, 6, dtype=torch.bool), diagonal=1)
+    with torch.inference_mode():
+        masked, _ = attention(x, x, x, attn_mask=mask, need_weights=False)
+        _, weights = attention(x, x, x)
+        with OneDnnKernels():
+            masked_here, _ = attention(x, x, x, attn_mask=mask, need_weights=False)
+            _, weights_here = attention(x, x, x)
+    # The masked case is PyTorch's own arithmetic: identical, not merely close.
+    assert torch.equal(masked_here, masked)
+    assert weights_here is not None and torch.equal(weights_here, weights)
+
+
+def test_transposed_convolutions_agree_and_keep_their_layout() -> None:
+    torch.manual_seed(3)
+    layer = torch.nn.ConvTranspose2d(12, 4, (8, 1), (4, 1))
+    x = torch.randn(1, 12, 16, 9)
+    with torch.inference_mode():
+        expected = layer(x)
+        with OneDnnKernels():
+            got = layer(x)
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
+    # The networks reshape with .view right after: the layout must be the usual one.
+    assert got.is_contiguous()
+
+
+def test_other_dtypes_are_left_alone() -> None:
+    layer = torch.nn.Linear(8, 4).double()
+    x = torch.randn(3, 8, dtype=torch.float64)
+    with torch.inference_mode(), OneDnnKernels():
+        ops = ops_run(lambda: layer(x))
+    assert "aten::mkldnn_linear" not in ops
+
+
+def one_job(tiny_repo: Path) -> list[Job]:
+    model = load_model("htdemucs", tiny_repo)
+    plan = make_plan(
+        model, 44100, list(model.sources), shifts=0, overlap=0.25, segment=None,
+        device=torch.device("cpu"),
+    )
+    pass_ = plan.passes[0]
+    _, chunk, _, valid = pass_.segment_bounds(0)
+    return [Job(pass_, 0, chunk, torch.randn(2, valid))]
+
+
+def test_the_fast_backend_runs_onednn_in_float32(tiny_repo: Path) -> None:
+    jobs = one_job(tiny_repo)
+    ops = ops_run(lambda: FastCpuBackend("fp32").run(jobs))
+    assert "aten::mkldnn_linear" in ops and "aten::addmm" not in ops
+
+
+def test_without_onednn_the_fast_backend_keeps_pytorchs_kernels(
+    tiny_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = one_job(tiny_repo)
+    with_onednn = FastCpuBackend("fp32").run(jobs)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    ops = ops_run(lambda: FastCpuBackend("fp32").run(jobs))
+    without = FastCpuBackend("fp32").run(jobs)
+    assert "aten::mkldnn_linear" not in ops and "aten::addmm" in ops
+    torch.testing.assert_close(without[0], with_onednn[0], atol=1e-4, rtol=1e-4)
+
+
+def test_bf16_runs_a_bf16_copy_through_onednn_and_leaves_the_model_alone(
+    tiny_repo: Path,
+) -> None:
+    # The backend runs whatever precision it is given (choose_backend is what
+    # refuses bf16 on CPUs without native support), so this runs anywhere.
+    jobs = one_job(tiny_repo)
+    network = jobs[0].member.model
+    ops = ops_run(lambda: FastCpuBackend("bf16").run(jobs))
+    assert "aten::mkldnn_linear" in ops and "aten::addmm" not in ops
+    # One copy per network, reused; the model the runner keeps stays float32
+    # for the next job.
+    assert bf16_network(network) is bf16_network(network)
+    assert all(p.dtype == torch.float32 for p in network.parameters())
+    assert all(p.dtype == torch.bfloat16 for p in bf16_network(network).parameters())
+
+
+def test_fp16_and_other_networks_keep_autocast(tiny_repo: Path) -> None:
+    jobs = one_job(tiny_repo)
+    ops = ops_run(lambda: FastCpuBackend("fp16").run(jobs))
+    assert "aten::mkldnn_linear" not in ops and "aten::addmm" in ops
+    hdemucs = load_model("mdx_extra", tiny_repo).models[0]
+    assert not bf16_weights_apply(hdemucs, "bf16")
+    assert bf16_weights_apply(jobs[0].member.model, "bf16")
+    assert not bf16_weights_apply(jobs[0].member.model, "fp32")
