@@ -7,7 +7,7 @@ STAMP_RUN  := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 DEPS   := pyproject.toml constraints.txt scripts/bootstrap.sh
 
-.PHONY: run test lint typecheck bench bench-quick bench-floor setup clean
+.PHONY: run test lint docs typecheck bench bench-quick bench-floor setup clean
 
 $(STAMP_RUN): $(DEPS)
 	bash scripts/bootstrap.sh
@@ -22,13 +22,22 @@ setup: $(STAMP_RUN)
 run: $(STAMP_RUN)
 	$(BIN)/soundforge serve
 
+# The settings tables in these files are written from config.py by cog.
+COGGED := README.md docs/pipeline.md
+
 test: $(STAMP_TEST)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/cog --check $(COGGED)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
+	$(BIN)/cog --check $(COGGED)
+
+# Rewrite the generated parts of the docs after changing a setting.
+docs: $(STAMP_TEST)
+	$(BIN)/cog -r $(COGGED)
 
 typecheck: $(STAMP_TEST)
 	$(BIN)/mypy src

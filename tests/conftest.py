@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher, profiles
 
+from soundforge.db import security
 from tests.support.audio import write_audio
 from tests.support.tiny_models import build_tiny_repo
 
@@ -18,6 +21,18 @@ SOUNDFORGE_BIN = ROOT / ".venv" / "bin" / "soundforge"
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny random-weight versions of every offered model, in LocalRepo format."""
     return build_tiny_repo(tmp_path_factory.mktemp("model-repo"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2id with argon2's cheapest parameters in this process: the hashes are
+    real and checked by the same code, but a sign-up costs microseconds instead
+    of half a second of CPU (hundreds of tests sign up). Production keeps
+    ``security.PASSWORD_PARAMETERS``: tests/web/test_auth.py checks them, and
+    that a hash with other parameters is upgraded at login."""
+    previous = security.use_password_hasher(PasswordHasher.from_parameters(profiles.CHEAPEST))
+    yield
+    security.use_password_hasher(previous)
 
 
 @pytest.fixture(autouse=True)
@@ -50,3 +65,28 @@ def model_env(monkeypatch: pytest.MonkeyPatch, tiny_repo: Path) -> Path:
 def song(tmp_path: Path) -> Path:
     """Three seconds of stereo audio at 44.1 kHz."""
     return write_audio(tmp_path / "song.wav", seconds=3.0)
+
+
+# Fixtures that start processes: a test that uses one takes seconds.
+PROCESS_FIXTURES = frozenset({"start_worker", "postgres_url", "redis_url"})
+
+
+def _is_slow(item: pytest.Item) -> bool:
+    """Marked slow (browser, worker, CLI …), or starting worker or database processes."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return item.get_closest_marker("slow") is not None or bool(fixtures & PROCESS_FIXTURES)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files with slow tests first, so that `make test`'s two workers end together.
+
+    With ``--dist loadgroup`` pytest-xdist hands out the browser group first (its
+    largest unit) and then every other test one at a time, in collection order:
+    alphabetically, the pipeline's worker-process tests (up to half a minute
+    each) came after most quick ones and could be the last thing a worker did
+    while the other had nothing left. Longest first, the quick tests fill the
+    end. A file moves as a whole, so its module-scoped fixtures stay warm; the
+    sort is stable."""
+    slow_files = {item.path for item in items if _is_slow(item)}
+    items.sort(key=lambda item: item.path not in slow_files)

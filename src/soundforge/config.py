@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     threads: int = Field(
         default=0,
         ge=0,
+        json_schema_extra={"shown_default": "`0` (shared)"},
         description="CPU threads per runner; 0 = the cores shared equally between the "
         "worker's concurrent runners (all of them for the CLI).",
     )
@@ -74,17 +75,26 @@ class Settings(BaseSettings):
         return value
 
     # --- LALAL.AI -----------------------------------------------------------
-    lalalai_url: str = Field(default="https://www.lalal.ai/api/v1/")
+    lalalai_url: str = Field(
+        default="https://www.lalal.ai/api/v1/",
+        description="Base URL of the LALAL.AI API (a proxy or a test server).",
+    )
     lalalai_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("LALALAI_API_KEY", "SOUNDFORGE_LALALAI_API_KEY")
+        default=None,
+        validation_alias=AliasChoices("LALALAI_API_KEY", "SOUNDFORGE_LALALAI_API_KEY"),
+        description="Your LALAL.AI license key (a key saved in the web app's settings wins).",
     )
     system_lalalai_activation_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices(
             "SYSTEM_LALALAI_ACTIVATION_KEY", "SOUNDFORGE_SYSTEM_LALALAI_ACTIVATION_KEY"
         ),
+        description="The installation's LALAL.AI key, used when a user has none.",
     )
-    lalalai_poll_interval: float = Field(default=2.0, gt=0)
+    lalalai_poll_interval: float = Field(
+        default=2.0, gt=0,
+        description="Seconds between two questions to LALAL.AI about a running task.",
+    )
     lalalai_retry_base_delay: float = Field(
         default=0.5,
         gt=0,
@@ -95,17 +105,26 @@ class Settings(BaseSettings):
 
     # --- service ------------------------------------------------------------
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default sqlite in data_dir"
+        default=None,
+        description="SQLAlchemy URL, e.g. `postgresql+psycopg://user:pw@host/db` (psycopg 3) "
+        "for many machines.",
+        json_schema_extra={"shown_default": "SQLite in the data dir (`soundforge.db`)"},
     )
     queue_url: str | None = Field(
-        default=None, description="redis://… for many machines; default a SQLite queue in data_dir"
+        default=None,
+        description="`redis://host:6379/0` for many machines: the Redis queue and Redis "
+        "pub/sub for live progress.",
+        json_schema_extra={"shown_default": "a SQLite queue in the data dir (`queue.db`)"},
     )
     secret_key: SecretStr | None = Field(
-        default=None, description="Signs sessions and encrypts stored API keys; generated "
-        "into data_dir on first start when unset",
+        default=None,
+        description="Signs sessions and derives the key that encrypts stored API keys; must "
+        "be the same on every machine of an installation (a node with another one refuses "
+        "to start).",
+        json_schema_extra={"shown_default": "generated into the data dir (`secret_key`)"},
     )
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(default="127.0.0.1", description="Where `soundforge serve` listens.")
+    port: int = Field(default=8000, description="The port `soundforge serve` listens on.")
     signup: Literal["open", "closed"] = Field(
         default="open",
         description="open: anyone who reaches the site may create an account (one "
@@ -120,7 +139,10 @@ class Settings(BaseSettings):
         "connection's; otherwise any client could name itself another address and escape "
         "the login rate limit.",
     )
-    max_upload_mb: int = Field(default=500, gt=0)
+    max_upload_mb: int = Field(
+        default=500, gt=0, description="The largest upload accepted, in MB (the web app and "
+        "`import_track`)."
+    )
     player_decode_limit_minutes: float = Field(
         default=30.0,
         ge=0,
@@ -131,7 +153,10 @@ class Settings(BaseSettings):
 
     @property
     def uploads_dir(self) -> Path:
-        return self.data_dir / "uploads"
+        """Where tracks and stems are stored (the database holds paths relative to
+        it). Absolute, so that a later ``chdir`` does not move it; the one place
+        this folder is computed."""
+        return Path(self.data_dir).absolute() / "uploads"
 
 
 def get_settings() -> Settings:

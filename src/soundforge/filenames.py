@@ -1,4 +1,6 @@
-"""File names that leave SoundForge: download headers and uploads to LALAL.AI.
+"""File names that leave SoundForge: download headers, uploads to LALAL.AI, and
+the names of exported and templated files (``safe_filename`` is the one
+sanitiser of a title or any other value put into a file name).
 
 One ``Content-Disposition`` builder for both directions (RFC 6266): the real
 name, UTF-8, in ``filename*`` (RFC 8187), which every current browser and

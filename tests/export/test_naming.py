@@ -97,7 +97,10 @@ def test_values_are_made_safe_and_cannot_make_folders_or_climb() -> None:
     )
     assert rendered == {"vocals": "AC_DC_ Back_in Black/vocals.wav"}
     assert template.render({"track": "..", "stem": "vocals", "ext": "wav"}) == "track/vocals.wav"
-    assert template.render({"track": "../../etc", "stem": "x", "ext": "wav"}) == "_.._etc/x.wav"
+    # One sanitiser for every file name (soundforge.filenames.safe_filename): the
+    # dots and separators at the ends go, as they do in download names.
+    assert template.render({"track": "../../etc", "stem": "x", "ext": "wav"}) == "etc/x.wav"
+    assert template.render({"track": "Intro. ", "stem": "x", "ext": "wav"}) == "Intro/x.wav"
 
 
 def test_stems_that_would_share_a_file_are_refused() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -17,30 +16,36 @@ from tests.support.events import first_events, follow_until_final
 WORKER = "test-host/boot/1/1.0"
 
 
-def _drive(pipeline: Pipeline, job_id: str) -> None:
-    """What a worker does to a job, without a worker (the subscription already
-    holds its snapshot: both transports take it on subscribing)."""
-    assert state.claim(pipeline, job_id, WORKER) is not None
-    for progress in (10, 20, 30):
-        state.set_progress(pipeline, job_id, WORKER, progress)
-        time.sleep(0.05)
-    state.fail(pipeline, job_id, WORKER, "The engine broke.", "engine_error")
-
-
 def _check_stream(pipeline: Pipeline, user, make_track) -> None:
+    """What a worker does to a job, without a worker, one change at a time: each
+    is read before the next is made (a poller merges changes that land between
+    two polls), so no step waits for a guessed time."""
     job = create_separation_job(pipeline, user, make_track())
-    events = follow_until_final(
-        pipeline.events, [job.id], user.id, then=lambda: _drive(pipeline, job.id)
-    )
+    steps = [
+        lambda: state.claim(pipeline, job.id, WORKER),
+        *(lambda progress=progress: state.set_progress(pipeline, job.id, WORKER, progress)
+          for progress in (10, 20, 30)),
+        lambda: state.fail(pipeline, job.id, WORKER, "The engine broke.", "engine_error"),
+    ]
+
+    async def follow() -> list:
+        async with pipeline.events.asubscribe(job_ids=[job.id], user_id=user.id,
+                                              until_final=True) as sub:
+            events = [await sub.get(timeout=10)]  # the snapshot taken on subscribing
+            for step in steps:
+                assert await asyncio.to_thread(step) is not None
+                events.append(await sub.get(timeout=10))
+            return events
+
+    events = asyncio.run(follow())
+    assert None not in events, "every change arrives within 10 s"
     versions = [event.version for event in events]
     assert versions == sorted(set(versions)), "no event twice, none out of order"
-    assert events[0].status == "queued"  # the snapshot
-    assert events[-1].status == "failed"
+    assert [event.status for event in events] == ["queued", "running", "running", "running",
+                                                  "running", "failed"]
+    assert [event.progress for event in events][:5] == [0, 0, 10, 20, 30]
     assert events[-1].error_message == "The engine broke."
     assert events[-1].error_code == "engine_error"
-    progress = [event.progress for event in events]
-    assert progress == sorted(progress)
-    assert "running" in {event.status for event in events}
 
 
 def test_database_bus_stream(pipeline, user, make_track):

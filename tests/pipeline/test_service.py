@@ -60,6 +60,9 @@ def test_overrides_win_and_form_values_are_coerced(pipeline, user, make_track):
         ({"stems": "vocals", "two_stems": "drums"}, "either --stems or --two-stems"),
         ({"format": "aiff"}, "Unknown output format"),
         ({"shifts": "many"}, "invalid value"),
+        # Not cut to 2 behind the user's back.
+        ({"shifts": 2.5}, "Option 'shifts' has an invalid value: 2.5."),
+        ({"preview": "maybe"}, "Option 'preview' has an invalid value: 'maybe'."),
         ({"colour": "blue"}, "Unknown option(s): colour"),
         ({"engine": "magic"}, "Unknown engine"),
     ],

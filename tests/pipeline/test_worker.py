@@ -209,7 +209,10 @@ def test_sigkilled_worker_job_fails_with_the_reason_when_out_of_attempts(
     assert "its worker process is gone" in done.error_message
     assert "attempt 1 of 1" in done.error_message
     assert _stems_of(pipeline, job.id) == []
-    assert not staging.exists() and not stray.exists()
+    # The reconciler that won the job cleans its files just after writing
+    # "failed" (only the winner may): wait for that, not for a guessed time.
+    wait_for(lambda: not staging.exists() and not stray.exists(),
+             "the dead run's half-written files to be removed")
     assert not (pipeline.stems_dir / job.id).exists()
 
 

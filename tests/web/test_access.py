@@ -129,7 +129,10 @@ def test_another_users_ids_are_not_found_in_the_api(bob: User, owned: Owned, pip
     for method, path in OWNED_API:
         response = bob.client.request(method, fill(path, owned), headers=bob.headers())
         assert response.status_code == 404, (method, path)
-        assert response.json()["error"]["code"] == "not_found", (method, path)
+        error = response.json()["error"]
+        assert error["code"] == "not_found", (method, path)
+        # One lookup per kind of item, one wording, in the API as in the pages.
+        assert error["message"].endswith("does not exist or is not yours."), (method, path)
     response = bob.client.post("/api/lalalai/cancel", json={"job_id": owned.job},
                                headers=bob.headers())
     assert response.status_code == 404

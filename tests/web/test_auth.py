@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from soundforge.db import ApiToken, User
+from soundforge.db import ApiToken, User, security
 from soundforge.db.models import LoginFailure
 from soundforge.jobs.pipeline import Pipeline
 from soundforge.web.app import create_app
@@ -32,6 +35,41 @@ def test_signup_starts_a_session_with_safe_cookie(anon: TestClient, pipeline) ->
         assert user is not None
         # argon2id hash, never the password itself
         assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
+
+
+STRONG = "$argon2id$v=19$m=65536,t=3,p=4$"  # RFC 9106, low-memory profile
+
+
+def test_a_deployment_hashes_with_rfc_9106_parameters() -> None:
+    """The suite hashes with argon2's cheapest parameters (tests/conftest.py); a
+    process that does not ask for them, as every deployment, uses RFC 9106's."""
+    made = subprocess.run(
+        [sys.executable, "-c",
+         "from soundforge.db.security import hash_password; print(hash_password('x'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert made.startswith(STRONG), made
+
+
+def test_a_weaker_hash_is_upgraded_at_login(anon: TestClient, alice: WebUser,
+                                            pipeline) -> None:
+    def stored_hash() -> str:
+        with pipeline.db.session() as session:
+            user = session.scalar(select(User).where(User.email == alice.email))
+            assert user is not None
+            return user.password_hash
+
+    assert not stored_hash().startswith(STRONG)  # made by the suite's cheap hasher
+    previous = security.use_password_hasher(
+        PasswordHasher.from_parameters(security.PASSWORD_PARAMETERS))
+    try:
+        token = csrf_of(anon)
+        response = anon.post("/login", data={"email": alice.email, "password": PASSWORD,
+                                             "csrf_token": token}, follow_redirects=False)
+        assert response.status_code == 303
+    finally:
+        security.use_password_hasher(previous)
+    assert stored_hash().startswith(STRONG)
 
 
 def test_signup_refuses_duplicate_email_and_short_password(anon: TestClient,

@@ -46,6 +46,25 @@ def test_job_stream_reports_the_state_and_ends_when_final(alice: User, wav: Path
         assert events[-1]["event"] == "end"
 
 
+def test_events_the_api_and_the_pages_send_one_job_json(alice: User, wav: Path) -> None:
+    """The job's state reads the same in the API, the pages' JSON and the live stream."""
+    track = upload(alice.client, alice.csrf, wav)["id"]
+    started = alice.client.post(f"/api/tracks/{track}/separations",
+                                headers=alice.headers()).json()
+    from_page = alice.client.post(f"/jobs/{started['id']}/cancel",
+                                  headers=alice.headers()).json()
+    from_api = alice.client.get(f"/api/jobs/{started['id']}", headers=alice.headers()).json()
+    assert from_page == {**from_api, "stems": None}  # the API's single job adds its stems
+    assert from_api["stems"] == [] and from_api["status"] == "cancelled"
+    assert from_api["created_at"].endswith("+00:00")  # isoformat, as always
+    event = read_events(alice.client, f"/api/jobs/{started['id']}/events")[0]
+    assert set(event) == {"event", "id", "job_id", "track_id", "status", "progress", "error",
+                          "error_code", "version", "updated_at"}
+    for name in ("id", "track_id", "status", "progress", "error", "error_code"):
+        assert event[name] == from_api[name], name
+    assert event["job_id"] == started["id"] and event["version"] >= 1
+
+
 @pytest.mark.slow
 def test_separation_end_to_end_with_a_worker(tmp_path: Path, tiny_repo: Path) -> None:
     """Upload → separate → progress events up to 100 % → stems → download."""

@@ -220,6 +220,29 @@ def test_a_job_without_stems_yet_cannot_be_exported(alice: User, pipeline, job) 
         assert "has no stems to export (it is running)" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("damage", ["deleted", "leaves_uploads"])
+def test_a_stem_file_that_is_gone_or_outside_uploads_is_refused(
+    alice: User, pipeline, job, damage: str
+) -> None:
+    """Exports reach stored files through the one resolve_upload: a missing file
+    or a hand-edited row pointing out of uploads/ is named, never read."""
+    _, job_id = job
+    with pipeline.db.transaction() as session:
+        stem = session.get(ProcessingJob, job_id).stems[0]
+        if damage == "deleted":
+            (pipeline.uploads_dir / stem.file_path).unlink()
+        else:
+            stem.file_path = "../secret_key"
+        relative = stem.file_path
+    for path in (f"/export/nistems/{job_id}", f"/export/mix/{job_id}"):
+        response = alice.client.get(path, headers=alice.headers())
+        assert response.status_code == 422, path
+        assert response.json()["error"]["message"] == (
+            f"A stored file of this separation is missing ({relative}): "
+            "separate the track again."), path
+    assert leftovers(pipeline) == []
+
+
 @needs_ffmpeg
 def test_the_cli_exports_a_web_job_by_its_id(settings, pipeline, job, tmp_path: Path) -> None:
     _, job_id = job

@@ -70,6 +70,7 @@ def attempts_with_forged_addresses(url: str) -> list[int]:
     return statuses
 
 
+@pytest.mark.slow  # a real `soundforge serve`, and a real-strength password hash in it
 def test_forged_forwarded_for_does_not_reset_the_limit(tmp_path: Path) -> None:
     with serve(tmp_path) as url:
         statuses = attempts_with_forged_addresses(url)
@@ -77,6 +78,7 @@ def test_forged_forwarded_for_does_not_reset_the_limit(tmp_path: Path) -> None:
     assert statuses[5:] == [429, 429], statuses
 
 
+@pytest.mark.slow
 def test_forwarded_for_is_believed_only_from_a_configured_proxy(tmp_path: Path) -> None:
     # The test client is the "proxy" here: trusted, its forwarded addresses count.
     with serve(tmp_path, SOUNDFORGE_TRUSTED_PROXIES="127.0.0.1") as url:

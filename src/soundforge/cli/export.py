@@ -17,9 +17,9 @@ from soundforge.config import get_settings
 from soundforge.db import Database, ProcessingJob
 from soundforge.errors import InvalidOptionError, SoundForgeError
 from soundforge.export.mixing import render_mix, requested_state
-from soundforge.export.naming import safe_value
 from soundforge.export.nistems import STEM_SUFFIX, parse_mapping, write_ni_stems
 from soundforge.export.sources import StemSet, stems_in_folder, stems_of_job
+from soundforge.filenames import safe_filename
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -46,7 +46,7 @@ def load_source(text: str, original: Path | None = None) -> StemSet:
                     f"No job {text} in the database of {settings.data_dir}: check the id "
                     "(the web app shows it in the job's URL), or set SOUNDFORGE_DATA_DIR."
                 )
-            return stems_of_job(job, settings.uploads_dir)
+            return stems_of_job(job, settings)
     except SQLAlchemyError:
         raise InvalidOptionError(
             f"There is no readable SoundForge database in {settings.data_dir} to look job "
@@ -62,7 +62,7 @@ def output_path(
     """``-o FILE`` (a name ending in ``file_suffix``) as given; any other ``-o`` is a
     folder that gets ``{track}{name_suffix}``; without ``-o``, beside the stems'
     folder (or in the current folder for a job)."""
-    name = safe_value(source.track, "track") + name_suffix
+    name = safe_filename(source.track) + name_suffix
     if output is None:
         folder = Path(source_text)
         return folder.parent / name if folder.is_dir() else Path(name)

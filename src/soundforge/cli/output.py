@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from typing import Any
 
@@ -11,6 +13,15 @@ from rich.console import Console
 stderr = Console(stderr=True, highlight=False)
 # Wide enough for the model table when piped (rich would assume 80 columns).
 stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+
+
+def log_as_a_service() -> None:
+    """``serve`` and ``worker`` are services: they say what they do (INFO) unless
+    ``SOUNDFORGE_LOG_LEVEL`` asks for another level."""
+    if "SOUNDFORGE_LOG_LEVEL" not in os.environ:
+        logging.getLogger("soundforge").setLevel(logging.INFO)
+        if not logging.getLogger().handlers:
+            logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
 
 
 def error(message: str) -> None:

@@ -8,11 +8,11 @@ larger install, run ``soundforge serve --no-worker`` on web nodes and
 
 from __future__ import annotations
 
-import logging
 import os
 
 import typer
 
+from soundforge.cli.output import log_as_a_service
 from soundforge.config import Settings, get_settings
 from soundforge.errors import SoundForgeError
 
@@ -46,10 +46,7 @@ def register(app: typer.Typer) -> None:
         from soundforge.jobs.pipeline import Pipeline
         from soundforge.web import create_app
 
-        if "SOUNDFORGE_LOG_LEVEL" not in os.environ:
-            logging.getLogger("soundforge").setLevel(logging.INFO)
-            if not logging.getLogger().handlers:
-                logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        log_as_a_service()
 
         settings = get_settings()
         changes = {k: v for k, v in (("host", host), ("port", port)) if v is not None}

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-import os
-
 import typer
 
+from soundforge.cli.output import log_as_a_service
 from soundforge.config import get_settings
 from soundforge.db.security import SecretError
 
@@ -30,11 +28,7 @@ def register(app: typer.Typer) -> None:
         """
         from soundforge.jobs.worker import Worker
 
-        # The worker is a service: say what it does unless told to be quieter.
-        if "SOUNDFORGE_LOG_LEVEL" not in os.environ:
-            logging.getLogger("soundforge").setLevel(logging.INFO)
-            if not logging.getLogger().handlers:
-                logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        log_as_a_service()
         settings = get_settings()
         try:
             instance = Worker(settings, concurrency)

@@ -19,11 +19,17 @@ from soundforge.db.security import (
     new_api_token,
     password_needs_rehash,
     verify_password,
+    verify_without_user,
 )
 from soundforge.db.web_sessions import end_all_web_sessions
 from soundforge.errors import InvalidOptionError
 
 MIN_PASSWORD_LENGTH = 8
+
+
+def user_id_of(user: User | int) -> int:
+    """The library and the job service take a user or its id (the worker has only the id)."""
+    return user if isinstance(user, int) else user.id
 
 
 def normalize_email(email: str) -> str:
@@ -55,7 +61,7 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
     user = session.scalar(select(User).where(User.email == normalize_email(email)))
     if user is None:
         # Spend the same time as a real check, so timing does not reveal accounts.
-        verify_password(_DUMMY_HASH, password)
+        verify_without_user(password)
         return None
     if not verify_password(user.password_hash, password) or not user.is_active:
         return None
@@ -126,5 +132,3 @@ def get_lalalai_key(settings: Settings, user_settings: UserSettings | None) -> s
         return None
     return decrypt_secret(settings, user_settings.lalalai_key_encrypted)
 
-
-_DUMMY_HASH = hash_password("not a real password, only for constant timing")

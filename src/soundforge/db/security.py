@@ -1,7 +1,8 @@
 """Secrets at rest: password hashes, API token hashes, the server secret, encrypted keys.
 
-* Passwords: Argon2id (argon2-cffi's defaults follow RFC 9106's recommendation);
-  a hash made with older parameters is upgraded at the next successful login.
+* Passwords: Argon2id with RFC 9106's low-memory parameters (argon2-cffi's
+  default: 64 MiB, 3 passes, 4 lanes); a hash made with other parameters is
+  upgraded at the next successful login.
 * Personal API tokens: 32 random bytes, so a plain SHA-256 of the token is a
   safe lookup key (nothing to brute-force); the token itself is shown once.
 * The server secret (``SOUNDFORGE_SECRET_KEY``): when unset, one is generated
@@ -22,9 +23,10 @@ import hmac
 import os
 import secrets
 import tempfile
+from functools import cache
 from pathlib import Path
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -37,7 +39,8 @@ from soundforge.storage.temporary import temp_prefix
 SECRET_KEY_FILE = "secret_key"
 API_TOKEN_PREFIX = "sf_"
 
-_hasher = PasswordHasher()
+PASSWORD_PARAMETERS = profiles.RFC_9106_LOW_MEMORY
+_hasher = PasswordHasher.from_parameters(PASSWORD_PARAMETERS)
 
 
 class SecretError(SoundForgeError):
@@ -60,6 +63,29 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 def password_needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
+
+
+def verify_without_user(password: str) -> None:
+    """Spend the time a real check takes when there is no such user, so that the
+    answer's timing does not tell which e-mail addresses have accounts."""
+    verify_password(_dummy_hash(_hasher), password)
+
+
+@cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    # Made on first use, not at import: every CLI start would pay for it.
+    return hasher.hash("not a real password, only for constant timing")
+
+
+def use_password_hasher(hasher: PasswordHasher) -> PasswordHasher:
+    """Hash and check passwords with ``hasher`` from now on; returns the one before.
+
+    Only the test suite calls it (argon2's cheapest parameters, so that hundreds
+    of sign-ups take milliseconds rather than minutes of CPU): nothing a
+    deployment sets can weaken ``PASSWORD_PARAMETERS``."""
+    global _hasher
+    previous, _hasher = _hasher, hasher
+    return previous
 
 
 # --- API tokens ----------------------------------------------------------------

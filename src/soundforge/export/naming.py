@@ -21,20 +21,11 @@ from datetime import date, datetime
 from pathlib import PurePosixPath
 
 from soundforge.errors import InvalidOptionError
+from soundforge.filenames import safe_filename
 
 VARIABLES = ("track", "stem", "ext", "model", "engine", "date")
 DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
 MAX_TEMPLATE_LENGTH = 300
-# Characters no file system or ZIP tool takes kindly in a name part.
-_UNSAFE = re.compile(r'[/\\\x00-\x1f\x7f:*?"<>|]+')
-
-
-def safe_value(text: str, fallback: str = "untitled") -> str:
-    """One path component: no separators, control characters or leading dots."""
-    cleaned = _UNSAFE.sub("_", text).strip().lstrip(".").strip()
-    return cleaned[:120] or fallback
-
-
 @dataclass(frozen=True)
 class FilenameTemplate:
     text: str
@@ -102,7 +93,7 @@ class FilenameTemplate:
 
     def render(self, values: Mapping[str, str]) -> str:
         """The relative path (``/``-separated) for one file."""
-        safe = {name: safe_value(str(values.get(name, "")), name) for name in VARIABLES}
+        safe = {name: safe_filename(str(values.get(name, "")), name) for name in VARIABLES}
         path = self.text.format(**safe)
         parts = [part.strip() for part in re.split(r"[/\\]", path)]
         return str(PurePosixPath(*parts))

@@ -11,8 +11,11 @@ from pathlib import Path
 import soundfile as sf
 
 from soundforge.audio.probe import probe
+from soundforge.config import Settings
 from soundforge.db import ProcessingJob
+from soundforge.db.errors import NotFoundError
 from soundforge.errors import InputAudioError, InvalidOptionError
+from soundforge.library.files import resolve_upload
 from soundforge.library.tags import Artwork, TrackTags, read_tags
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3")
@@ -82,24 +85,24 @@ def stems_in_folder(folder: Path, original: Path | None = None) -> StemSet:
     return StemSet(stems=stems, track=folder.name, original=original, tags=tags)
 
 
-def stems_of_job(job: ProcessingJob, uploads: Path) -> StemSet:
+def stems_of_job(job: ProcessingJob, settings: Settings) -> StemSet:
     """A completed job's stems, with its track's original mix, tags and cover art.
 
     Paths come from our own rows and are still checked to stay inside
-    ``uploads`` (a hand-edited row must not export /etc/passwd).
+    ``uploads/`` (``resolve_upload``: a hand-edited row must not export /etc/passwd).
     """
     if job.status != "completed" or not job.stems:
         raise InvalidOptionError(
             f"Job {job.id} has no stems to export (it is {job.status}): "
             "wait until it has completed, or start a new separation."
         )
-    stems = {stem.stem_type: _inside(uploads, stem.file_path) for stem in job.stems}
+    stems = {stem.stem_type: _stored(settings, stem.file_path) for stem in job.stems}
     track = job.track
-    original = _inside(uploads, track.file_path)
+    original = _stored(settings, track.file_path)
     artwork = None
     if track.artwork_path:
         with contextlib.suppress(InputAudioError, OSError):
-            data = _inside(uploads, track.artwork_path).read_bytes()
+            data = _stored(settings, track.artwork_path).read_bytes()
             artwork = Artwork(data, track.artwork_mime or "image/jpeg")
     tags = TrackTags(title=track.title, artist=track.artist, album=track.album, artwork=artwork)
     return StemSet(
@@ -108,11 +111,10 @@ def stems_of_job(job: ProcessingJob, uploads: Path) -> StemSet:
     )
 
 
-def _inside(uploads: Path, relative: str) -> Path:
-    root = uploads.resolve()
-    candidate = (root / relative).resolve()
-    if root not in candidate.parents or not candidate.is_file():
+def _stored(settings: Settings, relative: str) -> Path:
+    try:
+        return resolve_upload(settings, relative)
+    except NotFoundError:
         raise InputAudioError(
             f"A stored file of this separation is missing ({relative}): separate the track again."
-        )
-    return candidate
+        ) from None

@@ -30,16 +30,24 @@ def _boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[by
     found = []
     offset = start
     while offset + HEADER.size <= end:
-        size, kind = HEADER.unpack_from(data, offset)
-        if size == 1:
-            size = struct.unpack_from(">Q", data, offset + 8)[0]
-        elif size == 0:
-            size = end - offset
-        if size < HEADER.size or offset + size > end:
-            raise OutputError(f"The MP4 box {kind!r} at byte {offset} is damaged.")
+        kind, size = _box_header(data, offset, offset, end)
         found.append((kind, offset, size))
         offset += size
     return found
+
+
+def _box_header(head: bytes, at: int, offset: int, end: int, where: str = "") -> tuple[bytes, int]:
+    """``(type, size)`` of the box whose header is ``head[at:]``; the box starts at
+    byte ``offset`` of a file or box that ends at ``end``. A 64-bit size (1) and
+    "up to the end" (0) are resolved; a size that does not fit is refused."""
+    size, kind = HEADER.unpack_from(head, at)
+    if size == 1:
+        size = struct.unpack_from(">Q", head, at + 8)[0]
+    elif size == 0:
+        size = end - offset
+    if size < HEADER.size or offset + size > end:
+        raise OutputError(f"{where}The MP4 box {kind!r} at byte {offset} is damaged.")
+    return kind, size
 
 
 def box(kind: bytes, payload: bytes) -> bytes:
@@ -59,13 +67,7 @@ def _top_level(path: Path) -> list[tuple[bytes, int, int]]:
         while offset + HEADER.size <= size_total:
             handle.seek(offset)
             head = handle.read(16)
-            size, kind = HEADER.unpack_from(head)
-            if size == 1:
-                size = struct.unpack_from(">Q", head, 8)[0]
-            elif size == 0:
-                size = size_total - offset
-            if size < HEADER.size or offset + size > size_total:
-                raise OutputError(f"{path}: the MP4 box {kind!r} at byte {offset} is damaged.")
+            kind, size = _box_header(head, 0, offset, size_total, where=f"{path}: ")
             found.append((kind, offset, size))
             offset += size
     return found

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from soundforge.db.errors import NotFoundError
 from soundforge.db.models import ProcessingJob, User
 from soundforge.jobs.events import JobEvent
 from soundforge.jobs.pipeline import Pipeline
+from soundforge.jobs.service import get_job
 from soundforge.library.files import job_stems_dir, remove_job_files, remove_tree, tracks_dir
 from soundforge.library.tracks import get_track
 
@@ -42,15 +42,9 @@ def delete_track(pipeline: Pipeline, user: User | int, track_id: str) -> None:
 def delete_separation(pipeline: Pipeline, user: User | int, job_id: str) -> str:
     """Delete the user's separation ``job_id`` with its stems and files;
     returns its track's id. ``NotFoundError`` for another user's job."""
-    user_id = user if isinstance(user, int) else user.id
     with pipeline.db.transaction() as session:
-        job = session.scalar(
-            select(ProcessingJob).where(ProcessingJob.id == job_id,
-                                        ProcessingJob.user_id == user_id)
-        )
-        if job is None:
-            raise NotFoundError("No such separation.")
-        track_id, version, status = job.track_id, job.version, job.status
+        job = get_job(session, user, job_id)
+        user_id, track_id, version, status = job.user_id, job.track_id, job.version, job.status
         session.delete(job)
     pipeline.events.publish(JobEvent.deleted(job_id, user_id, track_id, version + 1))
     _remove_files(pipeline, job_id, status)

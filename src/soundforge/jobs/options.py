@@ -15,7 +15,19 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+# pydantic reads TypedDicts from typing_extensions on Python < 3.12 (its own dependency).
+from typing_extensions import TypedDict
 
 from soundforge.db.models import ENGINES, UserSettings
 from soundforge.engines.base import SeparationOptions
@@ -35,49 +47,82 @@ LALALAI_ONLY = frozenset(
 # Fields that never change the stems' content (batching only changes rounding).
 NOT_IN_KEY = frozenset({"device", "batch"})
 
-_INTS = {"mp3_bitrate", "sample_rate", "shifts", "seed", "batch"}
-_FLOATS = {"overlap", "segment"}
-_BOOLS = {"preview", "enhanced_processing", "noise_cancelling"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+def _blank_is(meaning: Any) -> BeforeValidator:
+    """A form's empty field (or one of spaces) means ``meaning``; other text is
+    stripped before pydantic reads it."""
+    return BeforeValidator(
+        lambda raw: (raw.strip() or meaning) if isinstance(raw, str) else raw
+    )
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """Values from a form or JSON (strings, lists) → the dataclass field's type."""
-    if value is None:
-        return None
+def _not_a_yes_no(raw: Any) -> Any:
+    # pydantic reads True as 1; a tick box sent for a number is a mistake.
+    if isinstance(raw, bool):
+        raise ValueError("a yes/no value is not a number")
+    return raw
+
+
+def _stem_names(raw: Any) -> Any:
+    return parse_stem_list(raw) if isinstance(raw, str) else raw
+
+
+def _distinct_or_none(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Each name once, blanks dropped; no names at all means "every stem" (None)."""
+    distinct = tuple(dict.fromkeys(name for name in names or () if name))
+    return distinct or None
+
+
+# Pydantic's own coercion of form and JSON values (numbers from text, yes/no
+# words, stripping); what is ours is only what a blank field means.
+_Word = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True)]
+_Name = Annotated[_Word | None, AfterValidator(lambda text: text or None)]
+_Int = Annotated[int | None, BeforeValidator(_not_a_yes_no), _blank_is(None)]
+_Float = Annotated[float | None, _blank_is(None)]
+_YesNo = Annotated[bool | None, _blank_is(False)]
+_Stems = Annotated[
+    tuple[_Word, ...] | None, AfterValidator(_distinct_or_none), BeforeValidator(_stem_names)
+]
+
+
+class _GivenOptions(TypedDict, total=False):
+    """``SeparationOptions``' fields as a form or a JSON body sends them (a blank
+    number means "the default")."""
+
+    __pydantic_config__ = ConfigDict(coerce_numbers_to_str=True)  # type: ignore[misc]
+
+    model: _Word | None
+    stems: _Stems
+    two_stems: _Name
+    format: _Word | None
+    wav_depth: _Word | None
+    mp3_bitrate: _Int
+    sample_rate: _Int
+    device: _Name
+    precision: _Name
+    batch: _Int
+    shifts: _Int
+    overlap: _Float
+    segment: _Float
+    seed: _Int
+    preview: _YesNo
+    splitter: _Name
+    extraction_level: _Name
+    enhanced_processing: _YesNo
+    noise_cancelling: _YesNo
+
+
+_GIVEN_OPTIONS = TypeAdapter(_GivenOptions)
+
+
+def _coerce(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Values from a form or JSON (strings, lists) → the dataclass fields' types."""
     try:
-        if name == "stems":
-            if isinstance(value, str):
-                return parse_stem_list(value)
-            names = tuple(dict.fromkeys(str(v).strip().lower() for v in value if str(v).strip()))
-            return names or None
-        if name in _BOOLS:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError(value)
-        if name in _INTS:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            if isinstance(value, str) and not value.strip():
-                optional = name in ("sample_rate", "seed", "batch")
-                return None if optional else OPTION_FIELDS[name].default
-            return int(value)
-        if name in _FLOATS:
-            if isinstance(value, str) and not value.strip():
-                return None if name == "segment" else OPTION_FIELDS[name].default
-            return float(value)
-        if name in ("two_stems", "splitter", "extraction_level", "device", "precision"):
-            text = str(value).strip()
-            return text.lower() if text else None
-        return str(value).strip().lower()
-    except (TypeError, ValueError):
-        raise InvalidOptionError(f"Option {name!r} has an invalid value: {value!r}.") from None
+        return dict(_GIVEN_OPTIONS.validate_python(given))
+    except ValidationError as exc:
+        name = str(exc.errors()[0]["loc"][0])
+        raise InvalidOptionError(
+            f"Option {name!r} has an invalid value: {given[name]!r}."
+        ) from None
 
 
 def build_request(
@@ -117,8 +162,7 @@ def build_request(
             values["device"] = user_settings.device
         if engine == "lalalai":
             values["preview"] = bool(user_settings.lalalai_preview)
-    for name, value in given.items():
-        values[name] = _coerce(name, value)
+    values.update(_coerce(given))
     if not values.get("model"):
         values.pop("model", None)
     for name in ("format", "wav_depth", "mp3_bitrate", "shifts", "overlap"):

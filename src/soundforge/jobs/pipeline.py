@@ -49,7 +49,7 @@ class Pipeline:
 
     @property
     def uploads_dir(self) -> Path:
-        return Path(self.settings.data_dir).absolute() / "uploads"
+        return self.settings.uploads_dir
 
     @property
     def stems_dir(self) -> Path:

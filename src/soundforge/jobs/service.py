@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from soundforge.db.accounts import user_id_of
 from soundforge.db.base import is_row_id, is_uuid, new_uuid, utcnow
 from soundforge.db.errors import NotFoundError
 from soundforge.db.models import (
@@ -61,10 +62,6 @@ class QueueUnavailableError(SoundForgeError):
     """The job queue (Redis, or the SQLite queue file) cannot be reached."""
 
     code = "queue_unavailable"
-
-
-def _user_id(user: User | int) -> int:
-    return user if isinstance(user, int) else user.id
 
 
 def _active_job(session: Session, track_id: str, key: str) -> ProcessingJob | None:
@@ -105,7 +102,7 @@ def create_separation_job(
       engine, model and output options) by the same user;
     * a new ``queued`` job, whose task is in the queue.
     """
-    user_id = _user_id(user)
+    user_id = user_id_of(user)
     track_id = track if isinstance(track, str) else track.id
     settings = pipeline.settings
     with pipeline.db.session() as session:
@@ -283,14 +280,14 @@ def _reuse(pipeline: Pipeline, source: ProcessingJob, track_id: str) -> Processi
 def get_job(session: Session, user: User | int, job_id: str) -> ProcessingJob:
     """The user's job with its stems loaded, or NotFoundError (also for another user's)."""
     if not is_uuid(job_id):
-        raise NotFoundError("No such job.")
+        raise NotFoundError.of("separation")
     job = session.scalar(
         select(ProcessingJob)
         .options(selectinload(ProcessingJob.stems))
-        .where(ProcessingJob.id == job_id, ProcessingJob.user_id == _user_id(user))
+        .where(ProcessingJob.id == job_id, ProcessingJob.user_id == user_id_of(user))
     )
     if job is None:
-        raise NotFoundError("No such job.")
+        raise NotFoundError.of("separation")
     return job
 
 
@@ -306,7 +303,7 @@ def list_jobs(
     query = (
         select(ProcessingJob)
         .options(selectinload(ProcessingJob.stems))
-        .where(ProcessingJob.user_id == _user_id(user))
+        .where(ProcessingJob.user_id == user_id_of(user))
     )
     if track_id is not None:
         query = query.where(ProcessingJob.track_id == track_id)
@@ -325,14 +322,14 @@ def list_jobs(
 
 def get_stem(session: Session, user: User | int, stem_id: int) -> Stem:
     if not is_row_id(stem_id):
-        raise NotFoundError("No such stem.")
+        raise NotFoundError.of("stem")
     stem = session.scalar(
         select(Stem)
         .join(ProcessingJob, ProcessingJob.id == Stem.job_id)
-        .where(Stem.id == stem_id, ProcessingJob.user_id == _user_id(user))
+        .where(Stem.id == stem_id, ProcessingJob.user_id == user_id_of(user))
     )
     if stem is None:
-        raise NotFoundError("No such stem.")
+        raise NotFoundError.of("stem")
     return stem
 
 
@@ -368,7 +365,7 @@ def cancel_user_jobs(
     returns their ids (the web app's "cancel all")."""
     with pipeline.db.session() as session:
         query = select(ProcessingJob.id).where(
-            ProcessingJob.user_id == _user_id(user), ProcessingJob.status.in_(_ACTIVE)
+            ProcessingJob.user_id == user_id_of(user), ProcessingJob.status.in_(_ACTIVE)
         )
         if engine is not None:
             query = query.where(ProcessingJob.engine == engine)

@@ -46,16 +46,12 @@ def hide_server_paths(message: str, settings: Settings) -> str:
     return _ABSOLUTE_PATH.sub(lambda match: match.group(1) or "a server folder", message)
 
 
-def uploads_dir(settings: Settings) -> Path:
-    return Path(settings.data_dir).absolute() / "uploads"
-
-
 def tracks_dir(settings: Settings) -> Path:
-    return uploads_dir(settings) / "tracks"
+    return settings.uploads_dir / "tracks"
 
 
 def stems_dir(settings: Settings) -> Path:
-    return uploads_dir(settings) / "stems"
+    return settings.uploads_dir / "stems"
 
 
 def job_stems_dir(settings: Settings, job_id: str) -> Path:
@@ -63,25 +59,25 @@ def job_stems_dir(settings: Settings, job_id: str) -> Path:
 
 
 def relative_to_uploads(settings: Settings, path: Path) -> str:
-    return PurePosixPath(Path(path).absolute().relative_to(uploads_dir(settings))).as_posix()
+    return PurePosixPath(Path(path).absolute().relative_to(settings.uploads_dir)).as_posix()
 
 
 def resolve_upload(settings: Settings, relative: str) -> Path:
     """``stems/{job}/vocals.wav`` → its absolute path, or NotFoundError if it leaves uploads/."""
-    root = uploads_dir(settings)
+    root = settings.uploads_dir
     parts = PurePosixPath(relative.replace("\\", "/")).parts
     if not parts or relative.startswith("/") or any(
         part in ("", ".", "..") or "\x00" in part for part in parts
     ):
-        raise NotFoundError("No such file.")
+        raise NotFoundError.of("file")
     candidate = root.joinpath(*parts)
     try:
         real = candidate.resolve(strict=True)
         real.relative_to(root.resolve())
     except (OSError, ValueError):
-        raise NotFoundError("No such file.") from None
+        raise NotFoundError.of("file") from None
     if not real.is_file():
-        raise NotFoundError("No such file.")
+        raise NotFoundError.of("file")
     return real
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from soundforge.audio.probe import probe
 from soundforge.config import Settings
+from soundforge.db.accounts import user_id_of
 from soundforge.db.base import is_uuid, new_uuid
 from soundforge.db.errors import NotFoundError
 from soundforge.db.models import Track, User
@@ -50,10 +51,6 @@ class LibraryStore(Protocol):
 
     settings: Settings
     db: Database
-
-
-def _user_id(user: User | int) -> int:
-    return user if isinstance(user, int) else user.id
 
 
 def _suffix(filename: str, container: str) -> str:
@@ -150,7 +147,7 @@ def import_track(
         staging.commit()
     track = Track(
         id=track_id,
-        user_id=_user_id(user),
+        user_id=user_id_of(user),
         title=(title or tags.title or _title_from_filename(display))[:512],
         artist=tags.artist,
         album=tags.album,
@@ -182,12 +179,12 @@ def import_track(
 def get_track(session: Session, user: User | int, track_id: str) -> Track:
     """The user's track, or NotFoundError (also for another user's track)."""
     if not is_uuid(track_id):
-        raise NotFoundError("No such track.")
+        raise NotFoundError.of("track")
     track = session.scalar(
-        select(Track).where(Track.id == track_id, Track.user_id == _user_id(user))
+        select(Track).where(Track.id == track_id, Track.user_id == user_id_of(user))
     )
     if track is None:
-        raise NotFoundError("No such track.")
+        raise NotFoundError.of("track")
     return track
 
 
@@ -196,7 +193,7 @@ def list_tracks(
 ) -> list[Track]:
     """The user's tracks; ``search`` matches title, artist or album (case-insensitive);
     ``order`` is ``newest``, ``oldest``, ``title`` or ``artist``."""
-    query = select(Track).where(Track.user_id == _user_id(user))
+    query = select(Track).where(Track.user_id == user_id_of(user))
     if search:
         pattern = f"%{search.strip().lower()}%"
         query = query.where(

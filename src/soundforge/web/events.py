@@ -4,38 +4,23 @@ Two streams: one job (``/jobs/{id}/events``, ``/api/jobs/{id}/events``), which
 ends when the job is final, and all of a user's jobs (``/events``), which the
 pages use: one connection per page however many jobs run (browsers allow only
 six per site over HTTP/1.1). Each stream starts with the current state, so a
-page that connects late still shows the right progress.
+page that connects late still shows the right progress. Each ``job`` event is
+a ``JobEventOut``: the same state fields as the job's JSON (``JobOut``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import Request
 from sse_starlette.sse import EventSourceResponse
 
-from soundforge.jobs.events import EventBus, JobEvent
+from soundforge.jobs.events import EventBus
+from soundforge.web.resources import JobEventOut
 
 # A comment line this often keeps proxies from closing an idle stream and lets
 # the server notice a browser that went away.
 KEEPALIVE_SECONDS = 15.0
-
-
-def event_payload(event: JobEvent) -> dict[str, Any]:
-    """What a client sees: the same fields as ``GET /api/jobs/{id}``'s status part."""
-    return {
-        "id": event.job_id,
-        "job_id": event.job_id,
-        "track_id": event.track_id,
-        "status": event.status,
-        "progress": event.progress,
-        "error": event.error_message,
-        "error_code": event.error_code,
-        "version": event.version,
-        "updated_at": event.updated_at,
-    }
 
 
 class JobEvents:
@@ -67,7 +52,7 @@ class JobEvents:
                 yield {
                     "event": "job",
                     "id": f"{event.job_id}:{event.version}",
-                    "data": json.dumps(event_payload(event), separators=(",", ":")),
+                    "data": JobEventOut.from_event(event).model_dump_json(),
                 }
                 if until_final and subscription.done:
                     yield {"event": "end", "data": "{}"}

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from soundforge.config import Settings
 from soundforge.db import ProcessingJob, Track
+from soundforge.db.errors import NotFoundError
 from soundforge.export.naming import FilenameTemplate, date_value
-from soundforge.web.access import resolve_upload
-from soundforge.web.errors import NotFound
+from soundforge.library.files import resolve_upload
 
 
 def templated_zip_entries(
-    template: str, track: Track, jobs: Sequence[ProcessingJob], uploads: Path
+    template: str, track: Track, jobs: Sequence[ProcessingJob], settings: Settings
 ) -> list[tuple[str, Path]]:
     """``(name in the ZIP, file)`` for the stems of ``jobs``; a template that gives two
     files one name is refused (422) rather than one of them being dropped."""
@@ -21,8 +22,8 @@ def templated_zip_entries(
     for job in jobs:
         for stem in job.stems:
             try:
-                path = resolve_upload(uploads, stem.file_path)
-            except NotFound:
+                path = resolve_upload(settings, stem.file_path)
+            except NotFoundError:
                 continue  # a file removed behind our back: export what is there
             rows.append({
                 "track": track.title, "stem": stem.stem_type, "ext": stem.format,

@@ -11,7 +11,7 @@ from soundforge.db.accounts import get_user_settings
 from soundforge.jobs.engines import lalalai_key_for
 from soundforge.web import catalog
 from soundforge.web.player_view import stem_sort_key
-from soundforge.web.serialize import job_summary
+from soundforge.web.templating import job_summary
 
 _TRUE = {"1", "true", "on", "yes"}
 

@@ -1,4 +1,6 @@
-"""Request and response shapes of the REST API (they document /docs too)."""
+"""Request and response shapes of the REST API (they document /docs too).
+
+The JSON of tracks, stems and jobs is built from their rows in ``resources``."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from soundforge.config import DEVICE_SYNTAX
 from soundforge.web import catalog
+from soundforge.web.resources import JobOut, StemOut, TrackOut
 
 
 def _enum(values: Any) -> WithJsonSchema:
@@ -81,24 +84,6 @@ def error_responses(*statuses: int, **special: str) -> dict[int | str, dict[str,
     return out
 
 
-class TrackOut(BaseModel):
-    id: str
-    title: str
-    artist: str | None
-    album: str | None
-    duration: float = Field(description="Seconds")
-    sample_rate: int
-    channels: int
-    codec: str | None
-    original_filename: str
-    file_size: int
-    has_artwork: bool
-    artwork_url: str
-    created_at: str | None
-    url: str
-    export_url: str = Field(description="All stems of the track as a ZIP")
-
-
 class TrackList(BaseModel):
     tracks: list[TrackOut]
 
@@ -112,19 +97,6 @@ class UploadError(BaseModel):
 class UploadOut(BaseModel):
     tracks: list[TrackOut]
     errors: list[UploadError] = Field(description="Files refused (the others were added)")
-
-
-class StemOut(BaseModel):
-    id: int
-    job_id: str
-    track_id: str
-    stem: str = Field(description="vocals, drums, bass, other, guitar, piano, … or no_<stem>")
-    format: str
-    size_bytes: int
-    duration: float | None
-    file_path: str
-    file_url: str = Field(description="GET it to stream the file (supports Range)")
-    download_url: str = Field(description="GET it to download with a friendly file name")
 
 
 class StemList(BaseModel):
@@ -145,39 +117,6 @@ class TrackPeaksOut(BaseModel):
     duration: float = Field(description="seconds, as decoded")
     mins: list[float]
     maxs: list[float]
-
-
-class JobOut(BaseModel):
-    id: str
-    track_id: str
-    engine: str
-    model: str
-    options: dict[str, Any]
-    status: str = Field(description="queued, running, completed, failed or cancelled")
-    progress: int = Field(ge=0, le=100)
-    error: str | None
-    error_code: str | None
-    reused_from_job_id: str | None
-    provider_task_ids: list[str] = Field(
-        description="LALAL.AI: the provider's task ids, recorded as each task starts "
-        "(to match charges on your LALAL.AI account); empty for the local engine"
-    )
-    provider_source_id: str | None = Field(
-        description="LALAL.AI: the uploaded file's id at the provider (deleted there "
-        "when the job ends)"
-    )
-    attempts: int = Field(description="How many times a worker started this job")
-    history: list[dict[str, Any]] = Field(
-        description="Why earlier attempts ended without an answer, oldest first: "
-        "{at, attempt, event (runner_lost or worker_lost), message}"
-    )
-    created_at: str | None
-    started_at: str | None
-    finished_at: str | None
-    url: str
-    events_url: str = Field(description="Server-Sent Events: one 'job' event per change")
-    stems_url: str
-    stems: list[StemOut] | None = None
 
 
 class JobList(BaseModel):

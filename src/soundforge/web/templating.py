@@ -12,6 +12,7 @@ import jinja2
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
+from soundforge.db import ProcessingJob
 from soundforge.export.mixing import PRESETS, available_presets
 from soundforge.web.player_view import player_view
 from soundforge.web.security import csrf_token
@@ -72,6 +73,24 @@ def stem_label(name: str) -> str:
     if name.startswith("no_"):
         return "without " + name[3:].replace("_", " ")
     return name.replace("_", " ")
+
+
+def job_summary(job: ProcessingJob) -> str:
+    """'vocals, drums · WAV · preview' for a job card."""
+    options = job.options or {}
+    parts = []
+    stems = options.get("stems")
+    two = options.get("two_stems")
+    if two:
+        parts.append(f"{two} + without {two}")
+    elif stems:
+        parts.append(", ".join(str(s).replace("_", " ") for s in stems))
+    else:
+        parts.append("all stems")
+    parts.append(str(options.get("format", "wav")).upper())
+    if job.engine == "lalalai" and options.get("preview"):
+        parts.append("60 s preview")
+    return " · ".join(parts)
 
 
 def mix_presets(stem_names: list[str]) -> list[str]:

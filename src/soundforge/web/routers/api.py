@@ -16,17 +16,17 @@ from starlette.concurrency import run_in_threadpool
 from soundforge.db.accounts import get_user_settings
 from soundforge.errors import InputAudioError
 from soundforge.jobs.deletion import delete_separation, delete_track
-from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
+from soundforge.jobs.service import cancel_job, create_separation_job, get_job, get_stem, list_jobs
+from soundforge.library.files import resolve_upload
 from soundforge.library.peaks import stem_peaks
-from soundforge.library.tracks import list_tracks
+from soundforge.library.tracks import get_track, list_tracks
 from soundforge.web import catalog
-from soundforge.web.access import owned_job, owned_stem, owned_track, resolve_upload
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import WebError, error_body, status_for
 from soundforge.web.ingest import import_uploads
+from soundforge.web.resources import JobOut, TrackOut, stems_out
 from soundforge.web.schemas import (
     JobList,
-    JobOut,
     MeOut,
     ModelOut,
     PeaksOut,
@@ -35,12 +35,10 @@ from soundforge.web.schemas import (
     SettingsOut,
     StemList,
     TrackList,
-    TrackOut,
     TrackPeaksOut,
     UploadOut,
     error_responses,
 )
-from soundforge.web.serialize import job_dict, stem_dict, track_dict
 from soundforge.web.user_settings import apply_settings_update, settings_dict
 
 # Every route: 401. Routes about one item add 404 (ONE); changes (POST, PATCH,
@@ -82,7 +80,7 @@ def api_list_tracks(
         raise WebError(422, "invalid_option",
                        "sort must be one of newest, oldest, title, artist.")
     tracks = list_tracks(session, user, q.strip()[:200] or None, sort)
-    return {"tracks": [track_dict(t) for t in tracks]}
+    return {"tracks": [TrackOut.from_row(t) for t in tracks]}
 
 
 @router.post(
@@ -127,14 +125,15 @@ async def api_upload(request: Request, user: ApiUser) -> Response:
         status = first.status if isinstance(first, WebError) else status_for(first)
         return JSONResponse(error_body(first.code, first.message, files=errors),
                             status_code=status)
-    return JSONResponse({"tracks": [track_dict(t) for t in added], "errors": errors},
+    return JSONResponse({"tracks": [TrackOut.from_row(t).json_dict() for t in added],
+                         "errors": errors},
                         status_code=201)
 
 
 @router.get("/tracks/{track_id}", response_model=TrackOut, tags=["tracks"], responses=ONE,
             summary="One track")
-def api_get_track(session: DbSession, user: ApiUser, track_id: str) -> dict[str, Any]:
-    return track_dict(owned_track(session, user, track_id))
+def api_get_track(session: DbSession, user: ApiUser, track_id: str) -> TrackOut:
+    return TrackOut.from_row(get_track(session, user, track_id))
 
 
 @router.delete("/tracks/{track_id}", status_code=204, tags=["tracks"], responses={**ONE, **CHANGE},
@@ -164,23 +163,23 @@ async def api_create_separation(
         create_separation_job, request.app.state.pipeline, user, track_id, options,
         force=body.force,
     )
-    return JSONResponse(job_dict(job, with_stems=True), status_code=202)
+    return JSONResponse(JobOut.from_row(job, with_stems=True).json_dict(), status_code=202)
 
 
 @router.get("/tracks/{track_id}/jobs", response_model=JobList, tags=["separations"], responses=ONE,
             summary="Every separation of a track, newest first")
 def api_track_jobs(session: DbSession, user: ApiUser, track_id: str) -> dict[str, Any]:
-    track = owned_track(session, user, track_id)
-    return {"jobs": [job_dict(j, with_stems=True) for j in list_jobs(session, user,
-                                                                      track_id=track.id)]}
+    track = get_track(session, user, track_id)
+    jobs = list_jobs(session, user, track_id=track.id)
+    return {"jobs": [JobOut.from_row(job, with_stems=True) for job in jobs]}
 
 
 @router.get("/tracks/{track_id}/stems", response_model=StemList, tags=["separations"],
             responses=ONE, summary="Every stem of a track (all completed separations)")
 def api_track_stems(session: DbSession, user: ApiUser, track_id: str) -> dict[str, Any]:
-    track = owned_track(session, user, track_id)
+    track = get_track(session, user, track_id)
     jobs = list_jobs(session, user, track_id=track.id, statuses=["completed"])
-    return {"stems": [stem_dict(s) for j in jobs for s in j.stems]}
+    return {"stems": [stem for job in jobs for stem in stems_out(job.stems)]}
 
 
 @router.get("/jobs", response_model=JobList, tags=["separations"],
@@ -189,13 +188,13 @@ def api_jobs(session: DbSession, user: ApiUser, status: str | None = None,
              limit: int = 100) -> dict[str, Any]:
     statuses = [s.strip() for s in status.split(",")] if status else None
     jobs = list_jobs(session, user, statuses=statuses, limit=max(1, min(limit, 500)))
-    return {"jobs": [job_dict(j) for j in jobs]}
+    return {"jobs": [JobOut.from_row(job) for job in jobs]}
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["separations"], responses=ONE,
             summary="A separation's status and progress")
-def api_job(session: DbSession, user: ApiUser, job_id: str) -> dict[str, Any]:
-    return job_dict(get_job(session, user, job_id), with_stems=True)
+def api_job(session: DbSession, user: ApiUser, job_id: str) -> JobOut:
+    return JobOut.from_row(get_job(session, user, job_id), with_stems=True)
 
 
 @router.get(
@@ -211,22 +210,22 @@ def api_job(session: DbSession, user: ApiUser, job_id: str) -> dict[str, Any]:
 def api_job_events(
     request: Request, session: DbSession, user: ApiUser, job_id: str
 ) -> Response:
-    owned_job(session, user, job_id)
+    get_job(session, user, job_id)
     return request.app.state.events.job_stream(request, job_id, user.id)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, tags=["separations"],
              responses={**ONE, **CHANGE}, summary="Cancel a queued or running separation")
-async def api_cancel(request: Request, user: ApiUser, job_id: str) -> dict[str, Any]:
+async def api_cancel(request: Request, user: ApiUser, job_id: str) -> JobOut:
     job = await run_in_threadpool(cancel_job, request.app.state.pipeline, user, job_id)
-    return job_dict(job)
+    return JobOut.from_row(job)
 
 
 @router.get("/jobs/{job_id}/stems", response_model=StemList, tags=["separations"], responses=ONE,
             summary="The stems of a completed separation")
 def api_job_stems(session: DbSession, user: ApiUser, job_id: str) -> dict[str, Any]:
     job = get_job(session, user, job_id)
-    return {"stems": [stem_dict(s) for s in job.stems]}
+    return {"stems": stems_out(job.stems)}
 
 
 @router.get("/stems/{stem_id}/peaks", response_model=PeaksOut, tags=["separations"],
@@ -237,7 +236,7 @@ def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
                    stem_id: int) -> dict[str, Any]:
     # A plain def: FastAPI runs it in its thread pool, and reading a long stem
     # takes seconds that must not block the event loop.
-    stem = owned_stem(session, user, stem_id)
+    stem = get_stem(session, user, stem_id)
     peaks = _peaks_of(request, stem.file_path, WebError(
         500, "stem_damaged",
         f"The stored {stem.stem_type} stem cannot be read; run the separation again."))
@@ -250,7 +249,7 @@ def api_stem_peaks(request: Request, session: DbSession, user: ApiUser,
             summary="The original track's waveform (the player's original mix)")
 def api_track_peaks(request: Request, session: DbSession, user: ApiUser,
                     track_id: str) -> dict[str, Any]:
-    track = owned_track(session, user, track_id)
+    track = get_track(session, user, track_id)
     peaks = _peaks_of(request, track.file_path, WebError(
         500, "track_damaged",
         "The stored audio of this track cannot be read; delete the track and upload it again."))
@@ -259,7 +258,7 @@ def api_track_peaks(request: Request, session: DbSession, user: ApiUser,
 
 def _peaks_of(request: Request, file_path: str, damaged: WebError) -> dict[str, Any]:
     """The waveform of a stored file; ``damaged`` is raised when it cannot be read."""
-    path = resolve_upload(request.app.state.settings.uploads_dir, file_path)
+    path = resolve_upload(request.app.state.settings, file_path)
     try:
         return stem_peaks(path)
     except InputAudioError:

@@ -21,11 +21,10 @@ from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
 from soundforge.export.mixing import render_mix, requested_state
-from soundforge.export.naming import safe_value
 from soundforge.export.nistems import STEM_SUFFIX, parse_mapping, write_ni_stems
 from soundforge.export.sources import StemSet, stems_of_job
-from soundforge.filenames import content_disposition
-from soundforge.web.access import owned_job
+from soundforge.filenames import content_disposition, safe_filename
+from soundforge.jobs.service import get_job
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.routers.files import MEDIA_TYPES
 from soundforge.web.schemas import error_responses
@@ -37,8 +36,8 @@ STALE_SECONDS = 24 * 3600
 
 
 def _source(request: Request, session: DbSession, user: ApiUser, job_id: str) -> StemSet:
-    job = owned_job(session, user, job_id)
-    source = stems_of_job(job, Path(request.app.state.settings.uploads_dir))
+    job = get_job(session, user, job_id)
+    source = stems_of_job(job, request.app.state.settings)
     # The render takes seconds: end the transaction now so it holds no
     # database connection meanwhile (the StemSet is plain data).
     session.commit()
@@ -97,7 +96,7 @@ def export_ni_stems(
     mapping = parse_mapping(stem_map, source.names)
     work = _work_dir(request)
     try:
-        name = safe_value(source.track, "track") + STEM_SUFFIX
+        name = safe_filename(source.track) + STEM_SUFFIX
         result = write_ni_stems(source, work / name, codec.lower(), mapping)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -136,7 +135,7 @@ def export_mix(
         source.names, preset=preset, mix=mix, mute=mute, solo=solo, master=master, fmt=fmt
     )
     label = preset.lower() if preset else "mix"
-    name = f"{safe_value(source.track, 'track')} ({label}).{fmt}"
+    name = f"{safe_filename(source.track)} ({label}).{fmt}"
     work = _work_dir(request)
     try:
         render_mix(source, state, work / name, fmt)

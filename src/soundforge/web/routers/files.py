@@ -18,10 +18,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy import select
 
+from soundforge.config import Settings
 from soundforge.db import ProcessingJob, Stem, Track
 from soundforge.db.accounts import get_user_settings
+from soundforge.db.errors import NotFoundError
 from soundforge.filenames import content_disposition, safe_filename
-from soundforge.web.access import owned_job, owned_stem, owned_track, resolve_upload
+from soundforge.jobs.service import get_job, get_stem
+from soundforge.library.files import resolve_upload
+from soundforge.library.tracks import get_track
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import NotFound
 from soundforge.web.export_names import templated_zip_entries
@@ -31,10 +35,6 @@ from soundforge.web.zipstream import stream_zip
 router = APIRouter(tags=["files"], responses=error_responses(401, 404))
 
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
-
-
-def uploads_dir(request: Request) -> Path:
-    return Path(request.app.state.settings.data_dir) / "uploads"
 
 
 def stem_download_name(track: Track, stem: Stem) -> str:
@@ -49,13 +49,13 @@ def stem_download_name(track: Track, stem: Stem) -> str:
 def stem_file(
     request: Request, session: DbSession, user: ApiUser, job_id: str, file: str
 ) -> Response:
-    job = owned_job(session, user, job_id)
+    job = get_job(session, user, job_id)
     stem = session.scalar(
         select(Stem).where(Stem.job_id == job.id, Stem.file_path == f"stems/{job.id}/{file}")
     )
     if stem is None:
         raise NotFound("stem")
-    path = resolve_upload(uploads_dir(request), stem.file_path)
+    path = resolve_upload(request.app.state.settings, stem.file_path)
     # Range requests are honoured by FileResponse, so players can seek.
     return FileResponse(
         path,
@@ -70,8 +70,8 @@ def stem_file(
     response_class=FileResponse,
 )
 def track_audio(request: Request, session: DbSession, user: ApiUser, track_id: str) -> Response:
-    track = owned_track(session, user, track_id)
-    path = resolve_upload(uploads_dir(request), track.file_path)
+    track = get_track(session, user, track_id)
+    path = resolve_upload(request.app.state.settings, track.file_path)
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type,
                         headers={"Cache-Control": "private, max-age=3600"})
@@ -83,11 +83,11 @@ def track_audio(request: Request, session: DbSession, user: ApiUser, track_id: s
     response_class=FileResponse,
 )
 def export_stem(request: Request, session: DbSession, user: ApiUser, stem_id: int) -> Response:
-    stem = owned_stem(session, user, stem_id)
+    stem = get_stem(session, user, stem_id)
     track = session.get(Track, stem.track_id)
     if track is None:
         raise NotFound("stem")
-    path = resolve_upload(uploads_dir(request), stem.file_path)
+    path = resolve_upload(request.app.state.settings, stem.file_path)
     return FileResponse(
         path,
         media_type=MEDIA_TYPES.get(stem.format, "application/octet-stream"),
@@ -99,7 +99,7 @@ def export_stem(request: Request, session: DbSession, user: ApiUser, stem_id: in
 def zip_entries(
     session: DbSession,
     track: Track,
-    uploads: Path,
+    settings: Settings,
     jobs: list[ProcessingJob] | None = None,
     template: str | None = None,
 ) -> list[tuple[str, Path]]:
@@ -113,7 +113,7 @@ def zip_entries(
             .order_by(ProcessingJob.created_at)
         ).all())
     if template:
-        return templated_zip_entries(template, track, jobs, uploads)
+        return templated_zip_entries(template, track, jobs, settings)
     base = safe_filename(track.title)
     entries: list[tuple[str, Path]] = []
     used: set[str] = set()
@@ -124,8 +124,8 @@ def zip_entries(
         used.add(folder)
         for stem in job.stems:
             try:
-                path = resolve_upload(uploads, stem.file_path)
-            except NotFound:
+                path = resolve_upload(settings, stem.file_path)
+            except NotFoundError:
                 continue  # a file removed behind our back: export what is there
             entries.append((f"{base}/{folder}/{Path(stem.file_path).name}", path))
     return entries
@@ -156,10 +156,10 @@ def _zip_response(entries: list[tuple[str, Path]], name: str) -> Response:
     },
 )
 def export_job_stems(request: Request, session: DbSession, user: ApiUser, job_id: str) -> Response:
-    job = owned_job(session, user, job_id)
+    job = get_job(session, user, job_id)
     track = session.get(Track, job.track_id)
     template = get_user_settings(session, user).filename_template
-    entries = zip_entries(session, track, uploads_dir(request), [job], template) if (
+    entries = zip_entries(session, track, request.app.state.settings, [job], template) if (
         track is not None and job.status == "completed") else []
     if track is None or not entries:
         raise NotFound("finished separation")
@@ -182,9 +182,9 @@ def export_job_stems(request: Request, session: DbSession, user: ApiUser, job_id
 def export_track_stems(
     request: Request, session: DbSession, user: ApiUser, track_id: str
 ) -> Response:
-    track = owned_track(session, user, track_id)
+    track = get_track(session, user, track_id)
     template = get_user_settings(session, user).filename_template
-    entries = zip_entries(session, track, uploads_dir(request), template=template)
+    entries = zip_entries(session, track, request.app.state.settings, template=template)
     if not entries:
         raise NotFound("set of stems")
     return _zip_response(entries, f"{safe_filename(track.title)} - stems.zip")

@@ -23,8 +23,8 @@ from soundforge.engines.lalalai.ledger import DatabaseUsageLedger
 from soundforge.engines.lalalai.quota import get_quota
 from soundforge.errors import AuthError, InvalidOptionError, SoundForgeError
 from soundforge.jobs.engines import lalalai_key_for
-from soundforge.jobs.service import cancel_job, cancel_user_jobs
-from soundforge.web.access import owned_job, owned_track
+from soundforge.jobs.service import cancel_job, cancel_user_jobs, get_job
+from soundforge.library.tracks import get_track
 from soundforge.web.deps import ApiUser, DbSession
 from soundforge.web.errors import NotFound
 from soundforge.web.routers.api import CHANGE, ERRORS, ONE
@@ -89,7 +89,7 @@ async def test_key(
              "`remaining_minutes` of `GET /api/lalalai/quota`.")
 def estimate(request: Request, session: DbSession, user: ApiUser,
              body: EstimateIn) -> dict[str, Any]:
-    track = owned_track(session, user, body.track_id)
+    track = get_track(session, user, body.track_id)
     options = SeparationOptions(
         stems=tuple(body.stems) if body.stems else ("vocals",),
         two_stems=body.two_stems, preview=body.preview,
@@ -110,7 +110,7 @@ async def cancel(
         job_id = request.query_params.get("job_id")
     job: ProcessingJob | None
     if job_id:
-        job = owned_job(session, user, job_id)
+        job = get_job(session, user, job_id)
         if job.engine != "lalalai":
             raise InvalidOptionError("This separation runs on the local engine, not LALAL.AI.")
     else:

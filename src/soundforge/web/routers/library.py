@@ -8,16 +8,17 @@ from sqlalchemy import distinct, func, select
 from starlette.concurrency import run_in_threadpool
 
 from soundforge.db import ProcessingJob, Stem, Track
+from soundforge.db.errors import NotFoundError
 from soundforge.jobs.deletion import delete_track
-from soundforge.library.tracks import list_tracks
-from soundforge.web.access import owned_track, resolve_upload
+from soundforge.library.files import resolve_upload
+from soundforge.library.tracks import get_track, list_tracks
 from soundforge.web.art import placeholder_svg
 from soundforge.web.deps import Csrf, DbSession, PageUser
 from soundforge.web.errors import WebError, error_body, status_for, wants_json
 from soundforge.web.forms import separate_form_context
 from soundforge.web.ingest import import_uploads
 from soundforge.web.pages import flash, redirect, render
-from soundforge.web.serialize import track_dict
+from soundforge.web.resources import TrackOut
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -83,7 +84,8 @@ async def upload(request: Request, user: PageUser) -> Response:
             return JSONResponse(error_body(error.code, error.message), status_code=status)
         return JSONResponse(
             {
-                "tracks": [track_dict(o.track) for o in added if o.track is not None],
+                "tracks": [TrackOut.from_row(o.track).json_dict()
+                           for o in added if o.track is not None],
                 "errors": [
                     {"filename": o.filename, "code": o.error.code, "message": o.error.message}
                     for o in failed
@@ -106,7 +108,7 @@ async def upload(request: Request, user: PageUser) -> Response:
 async def delete(request: Request, user: PageUser, track_id: str) -> Response:
     pipeline = request.app.state.pipeline
     with pipeline.db.session() as session:
-        title = owned_track(session, user, track_id).title
+        title = get_track(session, user, track_id).title
     await run_in_threadpool(delete_track, pipeline, user, track_id)
     flash(request, "ok", f"Deleted “{title}” and its stems.")
     referer = request.headers.get("referer", "")
@@ -125,19 +127,17 @@ def _same_site(referer: str) -> str | None:
 
 @router.get("/tracks/{track_id}/artwork")
 def artwork(request: Request, session: DbSession, user: PageUser, track_id: str) -> Response:
-    from pathlib import Path
 
     from fastapi.responses import FileResponse
 
-    track = owned_track(session, user, track_id)
+    track = get_track(session, user, track_id)
     headers = {"Cache-Control": "private, max-age=86400"}
     if track.artwork_path:
-        uploads = Path(request.app.state.settings.data_dir) / "uploads"
         try:
-            path = resolve_upload(uploads, track.artwork_path)
+            path = resolve_upload(request.app.state.settings, track.artwork_path)
             return FileResponse(path, media_type=track.artwork_mime or "image/jpeg",
                                 headers=headers)
-        except WebError:
+        except NotFoundError:
             pass  # the cover file is gone: fall back to the placeholder
     return Response(placeholder_svg(track.id, track.title), media_type="image/svg+xml",
                     headers=headers)

@@ -8,23 +8,24 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from soundforge.db.errors import NotFoundError
 from soundforge.errors import SoundForgeError
 from soundforge.jobs.deletion import delete_separation
 from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
+from soundforge.library.tracks import get_track
 from soundforge.web import catalog
-from soundforge.web.access import owned_job, owned_track
 from soundforge.web.deps import Csrf, DbSession, PageUser
 from soundforge.web.errors import NotFound, public_message, status_for, wants_json
 from soundforge.web.forms import options_from_form, separate_form_context
 from soundforge.web.pages import flash, redirect, render, safe_next
-from soundforge.web.serialize import job_dict
+from soundforge.web.resources import JobOut
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
 @router.get("/tracks/{track_id}")
 def track_page(request: Request, session: DbSession, user: PageUser, track_id: str) -> Response:
-    track = owned_track(session, user, track_id)
+    track = get_track(session, user, track_id)
     jobs = list_jobs(session, user, track_id=track.id)
     context = {
         "track": track,
@@ -40,7 +41,7 @@ def job_fragment(
     request: Request, session: DbSession, user: PageUser, track_id: str, job_id: str
 ) -> Response:
     """One separation's card, for the track page to swap in when a job finishes."""
-    track = owned_track(session, user, track_id)
+    track = get_track(session, user, track_id)
     job = get_job(session, user, job_id)
     if job.track_id != track.id:
         raise NotFound("separation")
@@ -51,7 +52,7 @@ def job_fragment(
 
 @router.get("/tracks/{track_id}/separate")
 def separate_page(request: Request, session: DbSession, user: PageUser, track_id: str) -> Response:
-    track = owned_track(session, user, track_id)
+    track = get_track(session, user, track_id)
     context = {"track": track, "error": None}
     context.update(separate_form_context(session, user, request.app.state.settings))
     return render(request, "separate.html", context, user=user)
@@ -71,7 +72,7 @@ async def separate(request: Request, user: PageUser, track_id: str) -> Response:
             raise
         # Show the form again with the reason, keeping what the user chose.
         with pipeline.db.session() as session:
-            track = owned_track(session, user, track_id)
+            track = get_track(session, user, track_id)
             context: dict[str, Any] = {"track": track, "error": public_message(request, exc)}
             context.update(separate_form_context(session, user, pipeline.settings))
             # Keep the user's choices, except the ones that cannot be shown.
@@ -88,7 +89,7 @@ async def separate(request: Request, user: PageUser, track_id: str) -> Response:
             return render(request, "separate.html", context, user=user,
                           status_code=status_for(exc))
     if wants_json(request):
-        return JSONResponse(job_dict(job), status_code=202)
+        return JSONResponse(JobOut.from_row(job).json_dict(), status_code=202)
     if job.status == "completed" and job.reused_from_job_id:
         flash(request, "ok", "These stems already existed: reused them instead of separating "
               "again (tick “Run again” to force a new run).")
@@ -134,8 +135,8 @@ async def separate_batch(request: Request, user: PageUser) -> Response:
 def _track_title(pipeline: Any, user: Any, track_id: str) -> str:
     with pipeline.db.session() as session:
         try:
-            return str(owned_track(session, user, track_id).title)
-        except NotFound:
+            return str(get_track(session, user, track_id).title)
+        except NotFoundError:
             return "a track that is not in your library"
 
 
@@ -143,10 +144,10 @@ def _track_title(pipeline: Any, user: Any, track_id: str) -> str:
 async def cancel(request: Request, user: PageUser, job_id: str) -> Response:
     pipeline = request.app.state.pipeline
     with pipeline.db.session() as session:
-        owned_job(session, user, job_id)
+        get_job(session, user, job_id)
     job = await run_in_threadpool(cancel_job, pipeline, user, job_id)
     if wants_json(request) or request.headers.get("x-csrf-token"):
-        return JSONResponse(job_dict(job))
+        return JSONResponse(JobOut.from_row(job).json_dict())
     flash(request, "info", "Cancelling the separation.")
     return redirect(f"/tracks/{job.track_id}")
 
@@ -167,5 +168,5 @@ def user_events(request: Request, user: PageUser) -> Response:
 
 @router.get("/jobs/{job_id}/events")
 def job_events(request: Request, session: DbSession, user: PageUser, job_id: str) -> Response:
-    owned_job(session, user, job_id)
+    get_job(session, user, job_id)
     return request.app.state.events.job_stream(request, job_id, user.id)
