@@ -128,7 +128,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "bs_roformer_6s", ("bass", "drums", "other", "vocals", "guitar", "piano"), 1, 699,
-            "Very high", "Not benched yet; GPU recommended",
+            "Very high", "~12 s per s of audio on a 2-core CPU; GPU recommended",
             "Band-Split RoFormer \"BS-RoFormer-SW\": six stems (adds guitar and piano), "
             "the community's six-stem RoFormer.",
             family=BS_ROFORMER,
@@ -151,7 +151,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "bs_roformer_vocals", ("vocals", "other"), 1, 639,
-            "Very high (vocals)", "Not benched yet; GPU recommended",
+            "Very high (vocals)", "Not benched (config not in the package); GPU recommended",
             "Band-Split RoFormer vocal model by Gabox: vocals, and the rest of the mix as "
             "\"other\".",
             family=BS_ROFORMER,
@@ -175,7 +175,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "mel_roformer_vocals", ("vocals", "other"), 1, 913,
-            "Very high (vocals)", "Not benched yet; GPU recommended",
+            "Very high (vocals)", "~14 s per s of audio on a 2-core CPU; GPU recommended",
             "Kimberley Jensen's Mel-Band RoFormer vocal model: vocals, and the rest of "
             "the mix as \"other\".",
             family=MEL_ROFORMER,
@@ -195,7 +195,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "mel_roformer_karaoke", ("vocals", "other"), 1, 913,
-            "High (lead vocals)", "Not benched yet; GPU recommended",
+            "High (lead vocals)", "~14 s per s of audio on a 2-core CPU (as mel_roformer_vocals); GPU recommended",
             "Mel-Band RoFormer karaoke model: the lead vocals as \"vocals\", backing "
             "vocals stay with the instruments in \"other\".",
             family=MEL_ROFORMER,
