@@ -195,7 +195,8 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "mel_roformer_karaoke", ("vocals", "other"), 1, 913,
-            "High (lead vocals)", "~14 s per s of audio on a 2-core CPU (as mel_roformer_vocals); GPU recommended",
+            "High (lead vocals)",
+            "~14 s per s of audio on a 2-core CPU (as mel_roformer_vocals); GPU recommended",
             "Mel-Band RoFormer karaoke model: the lead vocals as \"vocals\", backing "
             "vocals stay with the instruments in \"other\".",
             family=MEL_ROFORMER,
