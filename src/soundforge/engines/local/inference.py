@@ -211,18 +211,7 @@ def separate_file(
             return stream_to_files(request, outputs, stats, separation, on_progress, should_stop)
         except OutOfMemoryError as exc:
             current = segment if segment is not None else default_segment(plan)
-            shorter = current / 2
-            if shorter < MIN_RETRY_SEGMENT:
-                raise OutOfMemoryError(
-                    f"{exc.message} Even {current:g} s segments one at a time do not fit: "
-                    "free the GPU of other programs, try --precision bf16 (or fp16), a "
-                    "smaller model, or --device cpu."
-                ) from None
-            notice(
-                f"Out of {device} memory with {current:g} s segments one at a time: "
-                f"starting again with {shorter:g} s segments."
-            )
-            segment = shorter
+            segment = shorter_segment(exc, current, device, notice, "a smaller model", "")
 
 
 def _separate_roformer(
@@ -268,6 +257,32 @@ def _separate_roformer(
     )
     on_progress(STATS_SHARE, "separating")
     return stream_to_files(request, outputs, raw_stats, separation, on_progress, should_stop)
+
+
+def shorter_segment(
+    exc: OutOfMemoryError,
+    current: float,
+    device: torch.device,
+    notice: Notice,
+    smaller: str,
+    for_what: str,
+) -> float:
+    """After one segment at a time ran out of memory: half the segment, said
+    in a notice, or the final error when that would be under a second.
+    ``smaller``: what else to try ("a smaller model"); ``for_what``: whose
+    segments shrink, appended to the notice."""
+    shorter = current / 2
+    if shorter < MIN_RETRY_SEGMENT:
+        raise OutOfMemoryError(
+            f"{exc.message} Even {current:g} s segments one at a time do not fit: "
+            f"free the GPU of other programs, try --precision bf16 (or fp16), {smaller}, "
+            "or --device cpu."
+        ) from None
+    notice(
+        f"Out of {device} memory with {current:g} s segments one at a time: "
+        f"starting again with {shorter:g} s segments{for_what}."
+    )
+    return shorter
 
 
 def default_segment(plan: Plan) -> float:

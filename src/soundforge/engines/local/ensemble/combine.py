@@ -9,8 +9,9 @@
   covers it. So the output does not depend on how the stream was cut into
   regions, and nothing proportional to the track's length is held.
 
-``SampleQueue`` holds each stem's combined samples until every stem has
-reached the same position (a spectral stem lags a stem one member gives alone).
+Each stem's combined samples wait in a ``streaming.SampleQueue`` until every
+stem has reached the same position (a spectral stem lags a stem one member
+gives alone).
 """
 
 from __future__ import annotations
@@ -137,32 +138,3 @@ class SpectralPick:
         self.out_start = upto
         self.emitted = upto
         return result
-
-
-class SampleQueue:
-    """Blocks of (channels, n) samples in order, popped by count."""
-
-    def __init__(self) -> None:
-        self.blocks: list[torch.Tensor] = []
-        self.size = 0
-
-    def push(self, block: torch.Tensor) -> None:
-        if block.shape[-1]:
-            self.blocks.append(block)
-            self.size += block.shape[-1]
-
-    def pop(self, n: int) -> torch.Tensor:
-        parts: list[torch.Tensor] = []
-        need = n
-        while need:
-            block = self.blocks[0]
-            if block.shape[-1] <= need:
-                parts.append(block)
-                self.blocks.pop(0)
-                need -= block.shape[-1]
-            else:
-                parts.append(block[..., :need])
-                self.blocks[0] = block[..., need:]
-                need = 0
-        self.size -= n
-        return torch.cat(parts, dim=-1) if len(parts) != 1 else parts[0]

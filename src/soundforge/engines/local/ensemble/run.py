@@ -27,7 +27,6 @@ from soundforge.engines.local.ensemble.spec import (
 )
 from soundforge.engines.local.ensemble.stream import EnsembleStream, MemberStream
 from soundforge.engines.local.inference import (
-    MIN_RETRY_SEGMENT,
     STATS_SHARE,
     Notice,
     Progress,
@@ -36,6 +35,7 @@ from soundforge.engines.local.inference import (
     default_segment,
     measure,
     needed_sources,
+    shorter_segment,
     stream_to_files,
 )
 from soundforge.engines.local.request import RunRequest
@@ -130,18 +130,10 @@ def separate_ensemble(
             if segment is None and not plans:
                 raise
             current = segment if segment is not None else min(map(default_segment, plans))
-            shorter = current / 2
-            if shorter < MIN_RETRY_SEGMENT:
-                raise OutOfMemoryError(
-                    f"{exc.message} Even {current:g} s segments one at a time do not fit: "
-                    "free the GPU of other programs, try --precision bf16 (or fp16), fewer "
-                    "models in the ensemble, or --device cpu."
-                ) from None
-            notice(
-                f"Out of {device} memory with {current:g} s segments one at a time: "
-                f"starting again with {shorter:g} s segments for every model of the ensemble."
+            segment = shorter_segment(
+                exc, current, device, notice, "fewer models in the ensemble",
+                " for every model of the ensemble",
             )
-            segment = shorter
 
 
 def member_run(

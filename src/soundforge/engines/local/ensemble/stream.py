@@ -16,13 +16,12 @@ from dataclasses import dataclass
 import torch
 
 from soundforge.engines.local.ensemble.combine import (
-    SampleQueue,
     SpectralPick,
     StemCombiner,
     WeightedAverage,
 )
 from soundforge.engines.local.ensemble.spec import MAX_SPEC, MIN_SPEC, EnsembleSpec
-from soundforge.engines.local.streaming import StemStream
+from soundforge.engines.local.streaming import SampleQueue, StemStream
 from soundforge.errors import EngineError
 
 

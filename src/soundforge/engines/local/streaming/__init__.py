@@ -27,6 +27,7 @@ from soundforge.engines.local.streaming.protocol import (
     only,
     run_streams,
 )
+from soundforge.engines.local.streaming.queue import SampleQueue
 from soundforge.engines.local.streaming.stats import MixStats, RunningStats, guard_std
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Pass",
     "Plan",
     "RunningStats",
+    "SampleQueue",
     "StemStream",
     "bag_members",
     "consumes_random",

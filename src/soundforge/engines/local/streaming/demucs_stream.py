@@ -46,7 +46,7 @@ class Combiner:
         estimates: torch.Tensor | float = 0.0
         for member in plan.active_members:
             # Shift passes add up in the order the reference runs them.
-            parts = [_pop(p, n) for p in plan.passes if p.member is member]
+            parts = [p.ready.pop(n) for p in plan.passes if p.member is member]
             out = parts[0]
             for part in parts[1:]:
                 out += part
@@ -64,24 +64,6 @@ class Combiner:
                 estimates[k] /= plan.totals[k]
         self.done = end
         return estimates * self.std + self.mean
-
-
-def _pop(pass_: Pass, n: int) -> torch.Tensor:
-    """The next ``n`` final samples of a pass (as a new tensor the caller may modify)."""
-    parts = []
-    need = n
-    while need:
-        block = pass_.ready[0]
-        if block.shape[-1] <= need:
-            parts.append(block)
-            pass_.ready.pop(0)
-            need -= block.shape[-1]
-        else:
-            parts.append(block[..., :need])
-            pass_.ready[0] = block[..., need:]
-            need = 0
-    out = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0].clone()
-    return out
 
 
 def _accumulate(pass_: Pass, offset: int, contribution: torch.Tensor, weight: torch.Tensor) -> None:
@@ -118,7 +100,7 @@ def _finalise(pass_: Pass, upto: int, total_length: int) -> None:
     cut_lo = max(0, -mix_lo)
     cut_hi = min(final.shape[-1], total_length - mix_lo)
     if cut_lo < cut_hi:
-        pass_.ready.append(final[..., cut_lo:cut_hi])
+        pass_.ready.push(final[..., cut_lo:cut_hi])
         pass_.ready_end = mix_lo + cut_hi
     pass_.done_to = upto
     # Drop what is final: the buffer only ever spans about one segment.

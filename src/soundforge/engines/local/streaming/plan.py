@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from soundforge.engines.local.streaming.queue import SampleQueue
 from soundforge.errors import EngineError, InvalidOptionError
 
 
@@ -95,7 +96,7 @@ class Pass:
     acc: torch.Tensor | None = None
     wsum: torch.Tensor | None = None
     acc_start: int = 0
-    ready: list[torch.Tensor] = field(default_factory=list)  # final blocks, in order
+    ready: SampleQueue = field(default_factory=SampleQueue)  # final blocks, in order
     ready_end: int = 0  # mix position up to which `ready` reaches
 
     @property
