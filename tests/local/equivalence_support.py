@@ -75,3 +75,20 @@ def as_written(estimate: torch.Tensor, channels: int) -> np.ndarray:
     if channels == 1:
         data = data.astype(np.float32).mean(axis=0, keepdims=True, dtype=np.float32)
     return data.astype(np.float32).astype(np.float64)
+
+
+def compare_written(
+    ref: dict[str, torch.Tensor], sources: list[str], stems: dict[str, str], channels: int
+) -> float:
+    """SDiff of the written ``stems`` against the reference's estimates as the
+    files would hold them (``no_X``: the sum of the other sources)."""
+    expected = {name: as_written(ref[name], channels) for name in stems if name in ref}
+    for name in stems:
+        if name.startswith("no_"):
+            kept = name[3:]
+            others = [ref[s] for s in sources if s != kept]
+            expected[name] = as_written(sum(others[1:], others[0]), channels)
+    ours = {name: read_stem(path) for name, path in stems.items()}
+    for name in ours:
+        assert ours[name].shape == expected[name].shape, name
+    return sdiff_db(ours, expected)

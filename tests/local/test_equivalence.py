@@ -24,6 +24,7 @@ from soundforge.engines.local.request import RunRequest
 from tests.local.equivalence_support import (
     MIN_SDIFF_DB,
     as_written,
+    compare_written,
     read_stem,
     reference_estimates,
     sdiff_db,
@@ -74,16 +75,7 @@ def check(
     segment: float | None = None,
 ) -> float:
     _, ref = reference_estimates(model, source, shifts=shifts, seed=seed, segment=segment)
-    expected = {name: as_written(ref[name], channels) for name in stems if name in ref}
-    for name in stems:
-        if name.startswith("no_"):
-            kept = name[3:]
-            others = [ref[s] for s in model.sources if s != kept]
-            expected[name] = as_written(sum(others[1:], others[0]), channels)
-    ours = {name: read_stem(path) for name, path in stems.items()}
-    for name in ours:
-        assert ours[name].shape == expected[name].shape, name
-    db = sdiff_db(ours, expected)
+    db = compare_written(ref, list(model.sources), stems, channels)
     assert db >= MIN_SDIFF_DB, f"signal-to-difference {db:.1f} dB"
     return db
 

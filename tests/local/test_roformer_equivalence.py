@@ -24,10 +24,9 @@ from soundforge.engines.local.request import RunRequest
 from soundforge.engines.local.roformer.loader import RoformerModel
 from tests.local.equivalence_support import (
     MIN_SDIFF_DB,
-    as_written,
+    compare_written,
     decoded_mix,
     read_stem,
-    sdiff_db,
 )
 from tests.support.audio import write_audio
 from tests.support.tiny_roformer import TINY_CHUNK
@@ -84,16 +83,7 @@ def run(model: Any, name: str, source: Path, out: Path, **options: Any) -> dict[
 def compare(model: RoformerModel, stems: dict[str, str], source: Path, channels: int = 2) -> float:
     mix = decoded_mix(model, source)
     ref = package_estimates(model, mix)
-    expected = {name: as_written(ref[name], channels) for name in stems if name in ref}
-    for name in stems:
-        if name.startswith("no_"):
-            kept = name[3:]
-            others = [ref[s] for s in model.sources if s != kept]
-            expected[name] = as_written(sum(others[1:], others[0]), channels)
-    ours = {name: read_stem(path) for name, path in stems.items()}
-    for name in stems:
-        assert ours[name].shape == expected[name].shape, name
-    return sdiff_db(ours, expected)
+    return compare_written(ref, list(model.sources), stems, channels)
 
 
 @pytest.mark.parametrize("length", list(LENGTHS))
