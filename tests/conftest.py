@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from argon2 import PasswordHasher, profiles
 
 from soundforge.db import security
@@ -15,6 +16,22 @@ from tests.support.tiny_models import build_tiny_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 SOUNDFORGE_BIN = ROOT / ".venv" / "bin" / "soundforge"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One compute thread per process, from the start of the session.
+
+    `make test` runs two pytest workers on two cores, and most tests start a
+    runner or a worker besides. A process with several OpenMP threads on a
+    shared core waits at every parallel region for a thread that is not
+    running: a tiny separation that takes 0.9 s alone took 22 s that way. The
+    per-test ``isolated_env`` comes too late for module-scoped engines (they are
+    built before it), so the variable is set here for the whole session, and
+    in-process inference gets one torch thread. Tests about threads set their own.
+    """
+    os.environ["SOUNDFORGE_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

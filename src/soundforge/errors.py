@@ -71,6 +71,17 @@ class RunnerLostError(EngineError):
     code = "runner_lost"
 
 
+class NotFoundError(SoundForgeError):
+    """No such row, or not one the user may see (both look the same on purpose)."""
+
+    code = "not_found"
+
+    @classmethod
+    def of(cls, what: str) -> NotFoundError:
+        """The one wording: another user's item reads exactly like a missing one."""
+        return cls(f"This {what} does not exist or is not yours.")
+
+
 class CancelledError(SoundForgeError):
     """The separation was cancelled by the user."""
 

@@ -120,7 +120,6 @@ def run_file(model: Any, name: str, source: Path, out: Path, backend: Any = None
     return {stem: read_stem(path) for stem, path in paths.items()}
 
 
-@pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("name", ["htdemucs", "htdemucs_6s", "mdx_extra"])
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_keeps_the_quality_bar_on_every_architecture(

@@ -27,8 +27,6 @@ from tests.local.equivalence_support import MIN_SDIFF_DB, read_stem, sdiff_db
 from tests.support.audio import write_audio
 from tests.support.virtual_device import VirtualCuda, on_virtual
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 FREE_BYTES = 8 * 2**30
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 
 from soundforge.engines.local.ensemble.run import separate_ensemble
@@ -18,8 +17,6 @@ from tests.local.test_devices import one_gpu as one_gpu  # the fixture, shared
 from tests.local.test_devices import oom_when
 from tests.support.audio import write_audio
 from tests.support.virtual_device import VirtualCuda, on_virtual
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ENSEMBLE = "htdemucs+mdx_extra"
 

@@ -94,7 +94,6 @@ CASES = [
 ]
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize(("name", "length"), CASES)

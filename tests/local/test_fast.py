@@ -28,8 +28,6 @@ from soundforge.engines.local.streaming import make_plan
 from tests.local.equivalence_support import MIN_SDIFF_DB, read_stem, sdiff_db
 from tests.support.audio import write_audio
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def request_for(name: str, source: Path, out: Path, **options: Any) -> RunRequest:
     out.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,6 @@ from soundforge.engines.local.onednn import (
 )
 from soundforge.engines.local.streaming import Job, make_plan
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 # float32 rounding differs between MKL and oneDNN, nothing else does.
 ATOL = 1e-5
 

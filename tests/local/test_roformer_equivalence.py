@@ -42,7 +42,6 @@ LENGTHS = {
     "padded, whole steps": 4 * TINY_CHUNK,
 }
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,6 @@ BLOCK = 1 << 16  # the decoder's block
 CPU_HAS_BF16 = bool(device_module.cpu_flags() & {"amx_bf16", "avx512_bf16"})
 MIN_REDUCED_SDIFF_DB = 40.0
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

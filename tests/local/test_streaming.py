@@ -22,7 +22,6 @@ from tests.support.tiny_models import TINY_SEGMENT
 SEGMENT = int(TINY_SEGMENT * 44100)
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ from mutagen.flac import FLAC, Picture
 from mutagen.id3 import APIC, ID3, TALB, TIT2, TPE1
 from PIL import Image
 
-from soundforge.db.errors import NotFoundError
-from soundforge.errors import InputAudioError
+from soundforge.errors import InputAudioError, NotFoundError
 from soundforge.jobs.deletion import delete_track
 from soundforge.library.files import resolve_upload
 from soundforge.library.tracks import get_track, import_track, list_tracks

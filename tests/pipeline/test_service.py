@@ -86,7 +86,7 @@ def test_lalalai_without_any_key_is_refused(pipeline, user, make_track):
 
 def test_another_users_track_is_not_found(pipeline, user, make_track):
     from soundforge.db.accounts import create_user
-    from soundforge.db.errors import NotFoundError
+    from soundforge.errors import NotFoundError
 
     with pipeline.db.transaction() as session:
         other = create_user(session, "eve@example.com", "another secret")

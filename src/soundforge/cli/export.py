@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from soundforge.cli.output import error, stdout
-from soundforge.config import get_settings
-from soundforge.db import Database, ProcessingJob
 from soundforge.errors import InvalidOptionError, SoundForgeError
-from soundforge.export.mixing import render_mix, requested_state
-from soundforge.export.nistems import STEM_SUFFIX, parse_mapping, write_ni_stems
-from soundforge.export.sources import StemSet, stems_in_folder, stems_of_job
 from soundforge.filenames import safe_filename
+
+if TYPE_CHECKING:
+    from soundforge.export.sources import StemSet
+
+# The export modules (numpy, PyAV, the database layer) are imported by the
+# commands that use them: every `soundforge` command loads this module to
+# register its options, and `soundforge separate` should not pay for them.
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -28,6 +30,12 @@ JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 
 def load_source(text: str, original: Path | None = None) -> StemSet:
     """A folder of stems, or a job of the web app by its id."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from soundforge.config import get_settings
+    from soundforge.db import Database, ProcessingJob
+    from soundforge.export.sources import stems_in_folder, stems_of_job
+
     path = Path(text)
     if path.exists() or not JOB_ID.match(text):
         if not path.exists():
@@ -93,6 +101,8 @@ def export_stems_command(
     ),
 ) -> None:
     """Write an NI Stems file (.stem.mp4) for Traktor, Mixxx and djay from existing stems."""
+    from soundforge.export.nistems import STEM_SUFFIX, parse_mapping, write_ni_stems
+
     try:
         stem_set = load_source(source, master)
         mapping = parse_mapping(stem_map, stem_set.names)
@@ -131,6 +141,8 @@ def mix_command(
     mp3_bitrate: int = typer.Option(320, "--mp3-bitrate", help="MP3 bitrate in kbit/s."),
 ) -> None:
     """Render a mix of existing stems to one file, as the web player would play it."""
+    from soundforge.export.mixing import render_mix, requested_state
+
     try:
         stem_set = load_source(source)
         state = requested_state(

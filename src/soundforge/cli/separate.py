@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import (
@@ -29,12 +29,13 @@ from soundforge.cli.output import emit_json, error, stderr, stdout
 from soundforge.cli.placement import NI_FORMAT, Placement
 from soundforge.config import get_settings
 from soundforge.engines.base import Engine, SeparationOptions
-from soundforge.engines.lalalai.keys import require_key
-from soundforge.engines.lalalai.leftovers import RunningWork, release_leftovers, running_work
 from soundforge.engines.registry import ENGINE_NAMES, create_engine
 from soundforge.errors import InvalidOptionError, SoundForgeError
 from soundforge.export.nistems import STEM_CODECS
 from soundforge.stems import parse_stem_list
+
+if TYPE_CHECKING:
+    from soundforge.engines.lalalai.leftovers import RunningWork
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -171,6 +172,11 @@ def separate_command(
         )
         tracker: RunningWork | None = None
         if engine == "lalalai":
+            # Imported here: the provider's modules (HTTP client, ledger tables)
+            # cost a local separation a quarter of a second of start-up.
+            from soundforge.engines.lalalai.keys import require_key
+            from soundforge.engines.lalalai.leftovers import running_work
+
             # A missing key is a setup mistake like a bad option: refuse it
             # with the usage code before any input is touched. The CLI has no
             # key option, so this is the engine's own precedence.
@@ -185,6 +191,8 @@ def separate_command(
         raise typer.Exit(EXIT_USAGE) from None
 
     if tracker is not None:
+        from soundforge.engines.lalalai.leftovers import release_leftovers
+
         for outcome in release_leftovers(settings, key):
             stderr.print(f"An earlier run was killed before it could clean up. {outcome.summary()}",
                          markup=False, soft_wrap=True)

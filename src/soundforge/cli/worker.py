@@ -6,7 +6,6 @@ import typer
 
 from soundforge.cli.output import log_as_a_service
 from soundforge.config import get_settings
-from soundforge.db.security import SecretError
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +25,7 @@ def register(app: typer.Typer) -> None:
         database (SOUNDFORGE_DATABASE_URL) and the queue (SOUNDFORGE_QUEUE_URL=redis://…):
         each job runs exactly once.
         """
+        from soundforge.db.security import SecretError
         from soundforge.jobs.worker import Worker
 
         log_as_a_service()

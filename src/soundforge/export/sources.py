@@ -7,16 +7,19 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import soundfile as sf
 
 from soundforge.audio.probe import probe
 from soundforge.config import Settings
-from soundforge.db import ProcessingJob
-from soundforge.db.errors import NotFoundError
-from soundforge.errors import InputAudioError, InvalidOptionError
+from soundforge.errors import InputAudioError, InvalidOptionError, NotFoundError
 from soundforge.library.files import resolve_upload
 from soundforge.library.tags import Artwork, TrackTags, read_tags
+
+if TYPE_CHECKING:
+    # Only the type: the CLI reads stem folders without loading the database layer.
+    from soundforge.db import ProcessingJob
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3")
 FOLDER_ORDER = ("drums", "bass", "other", "vocals", "guitar", "piano")

@@ -33,7 +33,6 @@ from sqlalchemy.orm import Session, selectinload
 
 from soundforge.db.accounts import user_id_of
 from soundforge.db.base import is_row_id, is_uuid, new_uuid, utcnow
-from soundforge.db.errors import NotFoundError
 from soundforge.db.models import (
     ACTIVE_STATUSES,
     JobStatus,
@@ -43,7 +42,7 @@ from soundforge.db.models import (
     UserSettings,
 )
 from soundforge.engines.base import SeparationOptions
-from soundforge.errors import InputAudioError, InvalidOptionError, SoundForgeError
+from soundforge.errors import InputAudioError, InvalidOptionError, NotFoundError, SoundForgeError
 from soundforge.jobs import state
 from soundforge.jobs.engines import account_key_for, check_request
 from soundforge.jobs.events import JobEvent

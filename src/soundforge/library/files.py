@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from soundforge.config import Settings
-from soundforge.db.errors import NotFoundError
+from soundforge.errors import NotFoundError
 from soundforge.storage.staging import STAGING_PREFIX
 
 log = logging.getLogger(__name__)

@@ -28,10 +28,9 @@ from soundforge.audio.probe import probe
 from soundforge.config import Settings
 from soundforge.db.accounts import user_id_of
 from soundforge.db.base import is_uuid, new_uuid
-from soundforge.db.errors import NotFoundError
 from soundforge.db.models import Track, User
 from soundforge.db.session import Database
-from soundforge.errors import InputAudioError, OutputError
+from soundforge.errors import InputAudioError, NotFoundError, OutputError
 from soundforge.library.files import relative_to_uploads, remove_tree, tracks_dir
 from soundforge.library.tags import read_tags
 from soundforge.storage.staging import describe_os_error, staging_for

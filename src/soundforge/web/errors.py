@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from soundforge import errors as sf
-from soundforge.db.errors import NotFoundError
 from soundforge.db.security import SecretError
+from soundforge.errors import NotFoundError
 from soundforge.jobs.service import QueueUnavailableError
 from soundforge.library.files import hide_server_paths
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from soundforge.config import Settings
 from soundforge.db import ProcessingJob, Track
-from soundforge.db.errors import NotFoundError
+from soundforge.errors import NotFoundError
 from soundforge.export.naming import FilenameTemplate, date_value
 from soundforge.library.files import resolve_upload
 

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from soundforge.config import Settings
 from soundforge.db import ProcessingJob, Stem, Track
 from soundforge.db.accounts import get_user_settings
-from soundforge.db.errors import NotFoundError
+from soundforge.errors import NotFoundError
 from soundforge.filenames import content_disposition, safe_filename
 from soundforge.jobs.service import get_job, get_stem
 from soundforge.library.files import resolve_upload

@@ -8,7 +8,7 @@ from sqlalchemy import distinct, func, select
 from starlette.concurrency import run_in_threadpool
 
 from soundforge.db import ProcessingJob, Stem, Track
-from soundforge.db.errors import NotFoundError
+from soundforge.errors import NotFoundError
 from soundforge.jobs.deletion import delete_track
 from soundforge.library.files import resolve_upload
 from soundforge.library.tracks import get_track, list_tracks

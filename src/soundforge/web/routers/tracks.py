@@ -8,8 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from soundforge.db.errors import NotFoundError
-from soundforge.errors import SoundForgeError
+from soundforge.errors import NotFoundError, SoundForgeError
 from soundforge.jobs.deletion import delete_separation
 from soundforge.jobs.service import cancel_job, create_separation_job, get_job, list_jobs
 from soundforge.library.tracks import get_track
