@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from argon2 import PasswordHasher, profiles
+from threadpoolctl import threadpool_limits
 
 from soundforge.db import security
 from tests.support.audio import write_audio
@@ -27,10 +28,16 @@ def pytest_configure(config: pytest.Config) -> None:
     running: a tiny separation that takes 0.9 s alone took 22 s that way. The
     per-test ``isolated_env`` comes too late for module-scoped engines (they are
     built before it), so the variable is set here for the whole session, and
-    in-process inference gets one torch thread. Tests about threads set their own.
+    in-process inference gets one torch thread. The environment variables come
+    too late for this process's own thread pools (numpy and torch are loaded
+    before this hook): threadpoolctl sets them at run time, OpenBLAS's included,
+    whose second thread woke for every small dot product. Tests about threads
+    set their own.
     """
     os.environ["SOUNDFORGE_THREADS"] = "1"
     os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    threadpool_limits(1)
     torch.set_num_threads(1)
 
 
