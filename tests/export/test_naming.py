@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -12,14 +9,8 @@ import pytest
 
 from soundforge.errors import InvalidOptionError
 from soundforge.export.naming import FilenameTemplate
+from tests.export.conftest import soundforge
 from tests.support.audio import write_audio
-
-
-def soundforge(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "soundforge", *map(str, args)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "300"},
-    )
 
 
 def files(folder: Path) -> list[str]:
