@@ -11,7 +11,7 @@ from soundforge.library.files import resolve_upload
 from tests.pipeline.conftest import staging_dirs, wait_final, wait_status
 
 
-def test_roformer_jobs_complete_with_their_stems(pipeline, user, make_track, start_worker):
+def test_roformer_jobs_complete_with_their_stems(pipeline, user, make_track, shared_worker):
     track = make_track(seconds=2.0)
     karaoke = create_separation_job(
         pipeline, user, track, {"model": "mel_roformer_karaoke", "two_stems": "vocals"}
@@ -20,7 +20,6 @@ def test_roformer_jobs_complete_with_their_stems(pipeline, user, make_track, sta
         pipeline, user, track, {"model": "bs_roformer_6s", "stems": ["guitar", "piano"],
                                 "format": "flac"}
     )
-    start_worker()
     expected = {karaoke.id: ["no_vocals", "vocals"], six.id: ["guitar", "piano"]}
     for job_id, stems in expected.items():
         done = wait_final(pipeline, job_id)
@@ -46,9 +45,9 @@ def test_a_roformer_job_whose_model_is_missing_fails_with_the_fix(
 
 
 def test_cancelling_a_running_roformer_job_keeps_nothing(
-    pipeline, user, make_track, start_worker
+    pipeline, user, make_track, shared_worker
 ):
-    worker = start_worker()
+    worker = shared_worker
     job = create_separation_job(pipeline, user, make_track(seconds=30.0),
                                 {"model": "bs_roformer_6s"})
     wait_status(pipeline, job.id, "running", min_progress=10)

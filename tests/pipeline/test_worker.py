@@ -113,9 +113,9 @@ def test_engine_timeout_fails_the_job(pipeline, user, make_track, start_worker):
 
 
 def test_cancel_running_job_stops_it_and_keeps_nothing(
-    pipeline, user, make_track, start_worker
+    pipeline, user, make_track, shared_worker
 ):
-    worker = start_worker()
+    worker = shared_worker
     job = create_separation_job(pipeline, user, make_track(seconds=LONG))
     wait_status(pipeline, job.id, "running", min_progress=10)
     answer = cancel_job(pipeline, user, job.id)
@@ -136,9 +136,9 @@ def test_cancel_running_job_stops_it_and_keeps_nothing(
 
 
 def test_deleting_the_track_of_a_running_job_ends_it_cleanly(
-    pipeline, user, make_track, start_worker
+    pipeline, user, make_track, shared_worker
 ):
-    worker = start_worker()
+    worker = shared_worker
     track = make_track(seconds=LONG)
     job = create_separation_job(pipeline, user, track)
     wait_status(pipeline, job.id, "running", min_progress=10)
