@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -36,6 +37,7 @@ from sqlalchemy import select
 
 from soundforge.config import Settings
 from soundforge.db.accounts import create_user, set_lalalai_key
+from soundforge.db.migrate import upgrade_database
 from soundforge.db.models import FINAL_STATUSES, ProcessingJob, Track, User, UserSettings
 from soundforge.jobs import Pipeline, cancel_job
 from soundforge.jobs.state import load_job
@@ -55,6 +57,12 @@ from tests.support.services import (  # noqa: F401  (fixtures)
 )
 
 T = TypeVar("T")
+
+# What a data folder holds when SQLite is the database: the database and the
+# secret generated on first use (config.py: "SQLite in the data dir", "generated
+# into the data dir").
+SQLITE_FILE = "soundforge.db"
+SECRET_FILE = "secret_key"
 
 FAST_TIMINGS = {
     "SOUNDFORGE_HEARTBEAT_INTERVAL": "0.5",
@@ -101,8 +109,28 @@ def settings(pipeline_env: dict[str, str]) -> Settings:
     return Settings()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder whose SQLite database was migrated to head once per session,
+    with the secret generated for it (the pair belongs together: the database
+    records which secret it was made with)."""
+    data_dir = tmp_path_factory.mktemp("migrated") / "data"
+    upgrade_database(Settings(data_dir=data_dir, database_url=None, secret_key=None))
+    return data_dir
+
+
 @pytest.fixture
-def pipeline(settings: Settings) -> Iterator[Pipeline]:
+def pipeline(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Pipeline]:
+    # A new SQLite database starts as a copy of the migrated one: migrating it
+    # anew cost ~0.1 s of CPU in every test. The migrations themselves are
+    # tested in test_db.py, on folders of their own.
+    data_dir = Path(settings.data_dir)
+    if (settings.database_url is None and settings.secret_key is None
+            and not (data_dir / SQLITE_FILE).exists()):
+        template: Path = request.getfixturevalue("migrated_sqlite")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for name in (SQLITE_FILE, SECRET_FILE):
+            shutil.copy2(template / name, data_dir / name)
     with Pipeline.open(settings) as opened:
         yield opened
 
@@ -194,9 +222,10 @@ class WorkerProcess:
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.terminate(30)
-        # Whatever is left of the group (a worker that ignored SIGTERM, an orphaned runner).
+        """The teardown's stop: SIGKILL the whole group at once (the worker, its
+        runners, a runner orphaned by a killed worker). A graceful stop (jobs
+        handed back, runners asked to exit) is what tests check through
+        ``terminate``; at teardown it only cost time and CPU."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
