@@ -225,7 +225,9 @@ class WorkerProcess:
         """The teardown's stop: SIGKILL the whole group at once (the worker, its
         runners, a runner orphaned by a killed worker). A graceful stop (jobs
         handed back, runners asked to exit) is what tests check through
-        ``terminate``; at teardown it only cost time and CPU."""
+        ``terminate``; at teardown it only cost time (up to 30 s a worker). Runners
+        killed this way are not reaped by their worker, so /usr/bin/time does not
+        count their CPU: compare CPU measured with a child subreaper."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
