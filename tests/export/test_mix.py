@@ -3,9 +3,6 @@ render that streams. The files are decoded by the ffmpeg program, not by us."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -24,17 +21,12 @@ from tests.export.conftest import (
     ffprobe,
     make_stems,
     needs_ffmpeg,
+    run_in,
     snr_db,
+    soundforge,
 )
 
 FOUR = ("drums", "bass", "other", "vocals")
-
-
-def soundforge(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "soundforge", *map(str, args)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "300"},
-    )
 
 
 def stored(folder: Path) -> dict[str, np.ndarray]:
@@ -140,11 +132,7 @@ def test_bad_mixes_are_refused_and_write_nothing(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
     make_stems(tmp_path / "song", FOUR, seconds=0.5)
-    result = subprocess.run(
-        [sys.executable, "-m", "soundforge", "mix", str(tmp_path / "song"), *args],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={**os.environ, "COLUMNS": "300"},
-    )
+    result = run_in(tmp_path, "mix", tmp_path / "song", *args)
     assert result.returncode in (1, 2)
     assert message in " ".join(result.stderr.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song"]

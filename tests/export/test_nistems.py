@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mutagen.flac
@@ -26,19 +23,12 @@ from tests.export.conftest import (
     make_stems,
     needs_ffmpeg,
     snr_db,
+    soundforge,
 )
 
 pytestmark = needs_ffmpeg
 
 FOUR = ("drums", "bass", "other", "vocals")
-
-
-def soundforge(*args: str | Path, env: dict[str, str] | None = None,
-               ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "soundforge", *map(str, args)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
-    )
 
 
 def stem_box(path: Path) -> dict:

@@ -5,6 +5,17 @@ own session (process group) so a test can SIGKILL one and the teardown can
 stop whatever is left, runner processes included. Timings are shortened
 through the same ``SOUNDFORGE_*`` variables a deployment would use; tests wait
 for states with generous limits and never assert how long anything took.
+
+Two kinds of worker:
+
+* ``start_worker``: a worker of the test's own, in the test's own data folder,
+  for tests about a worker's life (started after the jobs, killed, stopped,
+  two of them, its own settings);
+* ``shared_worker``: one worker process per test session (per xdist worker),
+  already running, with its own data folder that the tests using it share, for
+  tests about what happens to jobs, not to the process. Each such test has its
+  own user (and so its own tracks and jobs), sees only the worker's log written
+  during the test, and leaves no job unfinished for the next one.
 """
 
 from __future__ import annotations
@@ -12,24 +23,32 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import select
 
 from soundforge.config import Settings
 from soundforge.db.accounts import create_user, set_lalalai_key
+from soundforge.db.migrate import upgrade_database
 from soundforge.db.models import FINAL_STATUSES, ProcessingJob, Track, User, UserSettings
-from soundforge.jobs import Pipeline
+from soundforge.jobs import Pipeline, cancel_job
 from soundforge.jobs.state import load_job
 from soundforge.library.tracks import import_track
 from tests.conftest import SOUNDFORGE_BIN
 from tests.support.audio import write_audio
-from tests.support.fake_lalalai import fake_lalalai, fake_lalalai_server  # noqa: F401
+from tests.support.fake_lalalai import (  # noqa: F401  (fixtures)
+    FakeLalalai,
+    fake_lalalai,
+    fake_lalalai_server,
+)
 from tests.support.services import (  # noqa: F401  (fixtures)
     postgres_server,
     postgres_url,
@@ -38,6 +57,12 @@ from tests.support.services import (  # noqa: F401  (fixtures)
 )
 
 T = TypeVar("T")
+
+# What a data folder holds when SQLite is the database: the database and the
+# secret generated on first use (config.py: "SQLite in the data dir", "generated
+# into the data dir").
+SQLITE_FILE = "soundforge.db"
+SECRET_FILE = "secret_key"
 
 FAST_TIMINGS = {
     "SOUNDFORGE_HEARTBEAT_INTERVAL": "0.5",
@@ -66,10 +91,16 @@ def wait_for(
 
 
 @pytest.fixture
-def pipeline_env(monkeypatch: pytest.MonkeyPatch, tiny_repo: Path) -> dict[str, str]:
+def pipeline_env(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tiny_repo: Path
+) -> dict[str, str]:
     monkeypatch.setenv("SOUNDFORGE_MODEL_REPO", str(tiny_repo))
     for name, value in FAST_TIMINGS.items():
         monkeypatch.setenv(name, value)
+    if "shared_worker" in request.fixturenames:
+        # The shared worker's data folder (database, queue, uploads, secret).
+        shared: SharedWorkerProcess = request.getfixturevalue("shared_worker_process")
+        monkeypatch.setenv("SOUNDFORGE_DATA_DIR", str(shared.data_dir))
     return dict(os.environ)
 
 
@@ -78,16 +109,39 @@ def settings(pipeline_env: dict[str, str]) -> Settings:
     return Settings()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder whose SQLite database was migrated to head once per session,
+    with the secret generated for it (the pair belongs together: the database
+    records which secret it was made with)."""
+    data_dir = tmp_path_factory.mktemp("migrated") / "data"
+    upgrade_database(Settings(data_dir=data_dir, database_url=None, secret_key=None))
+    return data_dir
+
+
 @pytest.fixture
-def pipeline(settings: Settings) -> Iterator[Pipeline]:
+def pipeline(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Pipeline]:
+    # A new SQLite database starts as a copy of the migrated one: migrating it
+    # anew cost ~0.1 s of CPU in every test. The migrations themselves are
+    # tested in test_db.py, on folders of their own.
+    data_dir = Path(settings.data_dir)
+    if (settings.database_url is None and settings.secret_key is None
+            and not (data_dir / SQLITE_FILE).exists()):
+        template: Path = request.getfixturevalue("migrated_sqlite")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for name in (SQLITE_FILE, SECRET_FILE):
+            shutil.copy2(template / name, data_dir / name)
     with Pipeline.open(settings) as opened:
         yield opened
 
 
 @pytest.fixture
-def user(pipeline: Pipeline) -> User:
+def user(request: pytest.FixtureRequest, pipeline: Pipeline) -> User:
+    # In the shared worker's database every test signs up a user of its own.
+    email = (f"ada-{uuid.uuid4().hex[:12]}@example.com"
+             if "shared_worker" in request.fixturenames else "ada@example.com")
     with pipeline.db.transaction() as session:
-        return create_user(session, "ada@example.com", "correct horse battery")
+        return create_user(session, email, "correct horse battery")
 
 
 @pytest.fixture
@@ -168,9 +222,12 @@ class WorkerProcess:
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.terminate(30)
-        # Whatever is left of the group (a worker that ignored SIGTERM, an orphaned runner).
+        """The teardown's stop: SIGKILL the whole group at once (the worker, its
+        runners, a runner orphaned by a killed worker). A graceful stop (jobs
+        handed back, runners asked to exit) is what tests check through
+        ``terminate``; at teardown it only cost time (up to 30 s a worker). Runners
+        killed this way are not reaped by their worker, so /usr/bin/time does not
+        count their CPU: compare CPU measured with a child subreaper."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -194,6 +251,102 @@ def start_worker(
     yield start
     for worker in started:
         worker.stop()
+
+
+class SharedWorkerProcess:
+    """The session's shared ``soundforge worker`` and its data folder."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.data_dir = home / "data"
+        self.env = {**env, "SOUNDFORGE_DATA_DIR": str(self.data_dir)}
+        # The database is created (and migrated) before the worker starts, so
+        # the worker and the first test never migrate it at the same time.
+        with pytest.MonkeyPatch.context() as patch:
+            for name in list(os.environ):
+                patch.delenv(name)
+            for name, value in self.env.items():
+                patch.setenv(name, value)
+            with Pipeline.open(Settings()):
+                pass
+        self.process = WorkerProcess(self.env, home / "worker.log", concurrency=1)
+
+
+class SharedWorker:
+    """What one test sees of the shared worker: the process, and its log from the
+    moment the test started."""
+
+    def __init__(self, shared: SharedWorkerProcess) -> None:
+        self._process = shared.process
+        self._log_start = shared.process.log_path.stat().st_size
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self._process.alive()
+
+    def log(self) -> str:
+        with open(self._process.log_path, "rb") as handle:
+            handle.seek(self._log_start)
+            return handle.read().decode(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def shared_worker_process(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_repo: Path,
+    fake_lalalai_server: FakeLalalai,  # noqa: F811
+) -> Iterator[SharedWorkerProcess]:
+    home = tmp_path_factory.mktemp("shared-worker")
+    # The environment isolated_env gives every test, set here once for the
+    # session (this fixture outlives any one test's monkeypatching).
+    env = {
+        name: value for name, value in os.environ.items()
+        if not name.startswith("SOUNDFORGE_")
+        and name not in ("LALALAI_API_KEY", "SYSTEM_LALALAI_ACTIVATION_KEY")
+    }
+    env.update(FAST_TIMINGS)
+    env.update({
+        "SOUNDFORGE_MODEL_REPO": str(tiny_repo),
+        "SOUNDFORGE_MODEL_CACHE": str(home / "model-cache"),
+        "SOUNDFORGE_LALALAI_RETRY_BASE_DELAY": "0.01",
+        "HF_HUB_OFFLINE": "1",
+        # What lalalai_user gives a worker of a test's own.
+        "SOUNDFORGE_LALALAI_URL": fake_lalalai_server.url,
+        "SOUNDFORGE_LALALAI_POLL_INTERVAL": "0.2",
+        # Recovery is for tests with workers of their own: a shared worker
+        # sweeping every half second would only spend CPU between tests.
+        "SOUNDFORGE_RECONCILE_INTERVAL": "60",
+    })
+    shared = SharedWorkerProcess(home, env)
+    try:
+        yield shared
+    finally:
+        shared.process.stop()
+
+
+@pytest.fixture
+def shared_worker(
+    shared_worker_process: SharedWorkerProcess, pipeline: Pipeline
+) -> Iterator[SharedWorker]:
+    """The running shared worker (see the module docstring); at the end, any job
+    the test left unfinished is cancelled and waited for, so the next test
+    starts with nothing of it running."""
+    assert shared_worker_process.process.alive(), (
+        "the shared worker process died:\n" + shared_worker_process.process.log()[-4000:]
+    )
+    yield SharedWorker(shared_worker_process)
+    with pipeline.db.session() as session:
+        unfinished = list(session.execute(
+            select(ProcessingJob.id, ProcessingJob.user_id)
+            .where(ProcessingJob.status.not_in([status.value for status in FINAL_STATUSES]))
+        ))
+    for job_id, user_id in unfinished:
+        with contextlib.suppress(Exception):
+            cancel_job(pipeline, user_id, job_id)
+    for job_id, _ in unfinished:
+        wait_final(pipeline, job_id)
 
 
 def staging_dirs(pipeline: Pipeline) -> list[Path]:

@@ -20,9 +20,8 @@ def stems_of(pipeline, job_id: str) -> list[Stem]:
         return list(session.scalars(select(Stem).where(Stem.job_id == job_id)).all())
 
 
-def test_worker_runs_a_preset_and_a_typed_ensemble(pipeline, user, make_track, start_worker):
+def test_worker_runs_a_preset_and_a_typed_ensemble(pipeline, user, make_track, shared_worker):
     track = make_track(seconds=4.0)
-    start_worker()
     preset = wait_final(pipeline, create_separation_job(
         pipeline, user, track, {"model": "ensemble_six_stems", "format": "flac"}).id)
     assert preset.status == "completed", preset.error_message

@@ -28,11 +28,10 @@ def _stem_types(pipeline, job_id: str) -> list[str]:
 
 
 def test_lalalai_job_completes_with_the_users_key(
-    pipeline, lalalai_user, make_track, fake_lalalai, start_worker
+    pipeline, lalalai_user, make_track, fake_lalalai, shared_worker
 ):
     job = create_separation_job(pipeline, lalalai_user, make_track(), {"stems": "vocals"})
     assert job.engine == "lalalai" and job.model == "auto"
-    start_worker()
     done = wait_final(pipeline, job.id)
     assert done.status == "completed", done.error_message
     assert _stem_types(pipeline, job.id) == ["no_vocals", "vocals"]
@@ -43,7 +42,7 @@ def test_lalalai_job_completes_with_the_users_key(
 
 
 def test_the_upload_is_named_after_the_track(
-    pipeline, lalalai_user, make_track, fake_lalalai, start_worker
+    pipeline, lalalai_user, make_track, fake_lalalai, shared_worker
 ):
     """The library stores every track as original.<ext>; at LALAL.AI (the
     user's dashboard there) the file must carry the track's name."""
@@ -51,7 +50,6 @@ def test_the_upload_is_named_after_the_track(
     full = create_separation_job(pipeline, lalalai_user, track, {"stems": "vocals"})
     preview = create_separation_job(pipeline, lalalai_user, track,
                                     {"stems": "drums", "preview": True})
-    start_worker()
     for job in (full, preview):
         assert wait_final(pipeline, job.id).status == "completed"
     names = sorted(source.name for source in fake_lalalai.sources.values())
@@ -81,11 +79,10 @@ def test_preview_setting_is_applied(pipeline, lalalai_user, make_track):
 
 
 def test_provider_failure_fails_the_job_with_its_message(
-    pipeline, lalalai_user, make_track, fake_lalalai, start_worker
+    pipeline, lalalai_user, make_track, fake_lalalai, shared_worker
 ):
     fake_lalalai.fail_tasks()
     job = create_separation_job(pipeline, lalalai_user, make_track(), {"stems": "vocals"})
-    start_worker()
     done = wait_final(pipeline, job.id)
     assert done.status == "failed"
     assert "Unable to detect the stem" in done.error_message
@@ -95,11 +92,10 @@ def test_provider_failure_fails_the_job_with_its_message(
 
 
 def test_cancel_running_lalalai_job_cancels_the_provider_task(
-    pipeline, lalalai_user, make_track, fake_lalalai, start_worker
+    pipeline, lalalai_user, make_track, fake_lalalai, shared_worker
 ):
     fake_lalalai.hold()  # tasks stay in progress until released
     job = create_separation_job(pipeline, lalalai_user, make_track(), {"stems": "vocals"})
-    start_worker()
     wait_status(pipeline, job.id, "running", min_progress=10)
     wait_for(lambda: fake_lalalai.tasks_in("progress"), "the provider task to start")
     cancel_job(pipeline, lalalai_user, job.id)
@@ -119,12 +115,11 @@ def _provider_work(pipeline, job_id: str) -> tuple[list[str], str | None, str]:
 
 
 def test_task_ids_are_on_the_row_while_the_job_runs(
-    pipeline, lalalai_user, make_track, fake_lalalai, start_worker
+    pipeline, lalalai_user, make_track, fake_lalalai, shared_worker
 ):
     fake_lalalai.hold()  # the job cannot finish before the test looked
     job = create_separation_job(pipeline, lalalai_user, make_track(),
                                 {"stems": "vocals,synth"})
-    start_worker()
     task_ids, source_id, status = wait_for(
         lambda: (work := _provider_work(pipeline, job.id))[0] and len(work[0]) == 2 and work,
         "the provider tasks on the row",

@@ -1,5 +1,7 @@
 """A worker runs RoFormer jobs end to end: a real ``soundforge worker`` process,
-the tiny published-format RoFormers from the model repository."""
+the tiny published-format RoFormers from the model repository. A RoFormer job
+whose model files are missing is checked with the other engine failures, by the
+worker of test_worker.py's test_engine_failures_end_failed_with_the_engine_message."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from soundforge.library.files import resolve_upload
 from tests.pipeline.conftest import staging_dirs, wait_final, wait_status
 
 
-def test_roformer_jobs_complete_with_their_stems(pipeline, user, make_track, start_worker):
+def test_roformer_jobs_complete_with_their_stems(pipeline, user, make_track, shared_worker):
     track = make_track(seconds=2.0)
     karaoke = create_separation_job(
         pipeline, user, track, {"model": "mel_roformer_karaoke", "two_stems": "vocals"}
@@ -20,7 +22,6 @@ def test_roformer_jobs_complete_with_their_stems(pipeline, user, make_track, sta
         pipeline, user, track, {"model": "bs_roformer_6s", "stems": ["guitar", "piano"],
                                 "format": "flac"}
     )
-    start_worker()
     expected = {karaoke.id: ["no_vocals", "vocals"], six.id: ["guitar", "piano"]}
     for job_id, stems in expected.items():
         done = wait_final(pipeline, job_id)
@@ -34,21 +35,10 @@ def test_roformer_jobs_complete_with_their_stems(pipeline, user, make_track, sta
     assert staging_dirs(pipeline) == []
 
 
-def test_a_roformer_job_whose_model_is_missing_fails_with_the_fix(
-    pipeline, user, make_track, start_worker, tmp_path
-):
-    (tmp_path / "empty").mkdir()
-    start_worker(SOUNDFORGE_MODEL_REPO=tmp_path / "empty")
-    job = create_separation_job(pipeline, user, make_track(), {"model": "bs_roformer_vocals"})
-    done = wait_final(pipeline, job.id)
-    assert done.status == "failed" and done.error_code == "model_unavailable"
-    assert "soundforge models download bs_roformer_vocals" in (done.error_message or "")
-
-
 def test_cancelling_a_running_roformer_job_keeps_nothing(
-    pipeline, user, make_track, start_worker
+    pipeline, user, make_track, shared_worker
 ):
-    worker = start_worker()
+    worker = shared_worker
     job = create_separation_job(pipeline, user, make_track(seconds=30.0),
                                 {"model": "bs_roformer_6s"})
     wait_status(pipeline, job.id, "running", min_progress=10)

@@ -43,9 +43,12 @@ def kill_runner_mid_job(pipeline, job_id: str, worker_pid: int, attempt: int) ->
 
 
 def test_a_killed_runner_is_retried_and_the_cause_is_kept(
-    pipeline, user, make_track, start_worker
+    pipeline, user, make_track, shared_worker
 ) -> None:
-    worker = start_worker()
+    # The runner's death is what this test is about: the shared worker's own
+    # runner is killed, and the worker (a real process, like any other) must
+    # carry on, as it must for every job it serves after this one.
+    worker = shared_worker
     job = create_separation_job(pipeline, user, make_track(seconds=LONG), {"stems": "vocals"})
     kill_runner_mid_job(pipeline, job.id, worker.pid, attempt=1)
     done = wait_final(pipeline, job.id)

@@ -187,11 +187,10 @@ def test_cancel_queued_job_never_runs(pipeline, user, make_track, start_worker):
     assert pipeline.queue.pending_count() == 0
 
 
-def test_same_audio_reuses_stems_unless_forced(pipeline, user, make_track, start_worker):
+def test_same_audio_reuses_stems_unless_forced(pipeline, user, make_track, shared_worker):
     first_track = make_track(seed=7)
     same_audio = make_track(seed=7)  # a second upload of the same file
     assert first_track.content_hash == same_audio.content_hash
-    start_worker()
     original = wait_final(pipeline, create_separation_job(
         pipeline, user, first_track, {"stems": "vocals,drums"}).id)
     assert original.status == "completed"

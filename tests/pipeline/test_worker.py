@@ -72,10 +72,13 @@ def test_job_completes_with_stem_rows_files_and_live_progress(
 def test_engine_failures_end_failed_with_the_engine_message(
     pipeline, user, make_track, start_worker, tmp_path
 ):
-    # A model folder holding only htdemucs: asking for mdx_extra finds it missing.
+    # A model folder holding only htdemucs: asking for mdx_extra (Demucs) or for
+    # bs_roformer_vocals (RoFormer, whose files no folder here holds) finds it missing.
     repo = build_tiny_repo(tmp_path / "only-htdemucs", ("htdemucs",))
     worker = start_worker(SOUNDFORGE_MODEL_REPO=repo)
     missing_model = create_separation_job(pipeline, user, make_track(), {"model": "mdx_extra"})
+    missing_roformer = create_separation_job(pipeline, user, make_track(),
+                                             {"model": "bs_roformer_vocals"})
     corrupt = make_track()
     resolve_upload(pipeline.settings, corrupt.file_path).write_bytes(b"\x00garbage" * 2000)
     bad_input = create_separation_job(pipeline, user, corrupt)
@@ -87,6 +90,11 @@ def test_engine_failures_end_failed_with_the_engine_message(
     assert "mdx_extra" in job.error_message
     assert "SOUNDFORGE_MODEL_REPO" in job.error_message
 
+    # (Was test_roformer_jobs.py's test of its own worker with an empty model folder.)
+    job = wait_final(pipeline, missing_roformer.id)
+    assert job.status == "failed" and job.error_code == "model_unavailable"
+    assert "soundforge models download bs_roformer_vocals" in (job.error_message or "")
+
     job = wait_final(pipeline, bad_input.id)
     assert job.status == "failed"
     assert job.error_code == "invalid_input"
@@ -94,7 +102,7 @@ def test_engine_failures_end_failed_with_the_engine_message(
 
     # The worker is unharmed and carries on.
     assert wait_final(pipeline, fine.id).status == "completed"
-    for failed in (missing_model.id, bad_input.id):
+    for failed in (missing_model.id, missing_roformer.id, bad_input.id):
         assert _stems_of(pipeline, failed) == []
         assert not (pipeline.stems_dir / failed).exists()
     assert staging_dirs(pipeline) == []
@@ -113,9 +121,9 @@ def test_engine_timeout_fails_the_job(pipeline, user, make_track, start_worker):
 
 
 def test_cancel_running_job_stops_it_and_keeps_nothing(
-    pipeline, user, make_track, start_worker
+    pipeline, user, make_track, shared_worker
 ):
-    worker = start_worker()
+    worker = shared_worker
     job = create_separation_job(pipeline, user, make_track(seconds=LONG))
     wait_status(pipeline, job.id, "running", min_progress=10)
     answer = cancel_job(pipeline, user, job.id)
@@ -136,9 +144,9 @@ def test_cancel_running_job_stops_it_and_keeps_nothing(
 
 
 def test_deleting_the_track_of_a_running_job_ends_it_cleanly(
-    pipeline, user, make_track, start_worker
+    pipeline, user, make_track, shared_worker
 ):
-    worker = start_worker()
+    worker = shared_worker
     track = make_track(seconds=LONG)
     job = create_separation_job(pipeline, user, track)
     wait_status(pipeline, job.id, "running", min_progress=10)
@@ -263,11 +271,12 @@ def tiny_disk(pipeline):
 
 
 def test_full_disk_fails_the_job_and_leaves_nothing(
-    pipeline, user, make_track, start_worker, tiny_disk
+    pipeline, user, make_track, shared_worker, tiny_disk
 ):
-    # Four 3-second stems (about 2 MB of WAV) cannot fit in 256 KiB.
+    # Four 3-second stems (about 2 MB of WAV) cannot fit in 256 KiB. (The
+    # shared worker's stems folder is mounted over for this test only: what
+    # other tests left there is hidden, and back after the unmount.)
     job = create_separation_job(pipeline, user, make_track(seconds=3.0))
-    start_worker()
     done = wait_final(pipeline, job.id)
     assert done.status == "failed"
     assert done.error_code == "output_error"
