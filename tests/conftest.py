@@ -92,7 +92,7 @@ def song(tmp_path: Path) -> Path:
 
 
 # Fixtures that start processes: a test that uses one takes seconds.
-PROCESS_FIXTURES = frozenset({"start_worker", "postgres_url", "redis_url"})
+PROCESS_FIXTURES = frozenset({"start_worker", "shared_worker", "postgres_url", "redis_url"})
 
 
 def _is_slow(item: pytest.Item) -> bool:
