@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,16 +121,33 @@ def run_file(model: Any, name: str, source: Path, out: Path, backend: Any = None
     return {stem: read_stem(path) for stem, path in paths.items()}
 
 
+@pytest.fixture(scope="module")
+def fp32_runs(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory
+              ) -> Callable[[str], tuple[Any, Path, dict[str, Any]]]:
+    """Per architecture, computed once for both reduced precisions: the loaded
+    model, the input, and its fp32 stems (the reference)."""
+    folder = tmp_path_factory.mktemp("reduced-precision")
+    source = write_audio(folder / "in.wav", seconds=3.0)
+    runs: dict[str, tuple[Any, Path, dict[str, Any]]] = {}
+
+    def run(name: str) -> tuple[Any, Path, dict[str, Any]]:
+        if name not in runs:
+            model = load_model(name, tiny_repo)
+            runs[name] = (model, source, run_file(model, name, source, folder / name / "fp32"))
+        return runs[name]
+
+    return run
+
+
 @pytest.mark.parametrize("name", ["htdemucs", "htdemucs_6s", "mdx_extra"])
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_keeps_the_quality_bar_on_every_architecture(
-    tiny_repo: Path, tmp_path: Path, name: str, precision: str
+    fp32_runs: Callable[[str], tuple[Any, Path, dict[str, Any]]], tmp_path: Path,
+    name: str, precision: str
 ) -> None:
     """The arithmetic of each reduced precision, on the CPU's autocast (the GPU
     path's autocast is checked in test_devices.py): ≥ 40 dB against fp32."""
-    model = load_model(name, tiny_repo)
-    source = write_audio(tmp_path / "in.wav", seconds=3.0)
-    reference = run_file(model, name, source, tmp_path / "fp32")
+    model, source, reference = fp32_runs(name)
     reduced = run_file(model, name, source, tmp_path / precision,
                        backend=FastCpuBackend(precision))
     assert sdiff_db(reduced, reference) >= MIN_REDUCED_SDIFF_DB
