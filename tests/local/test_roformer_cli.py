@@ -8,11 +8,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import soundfile as sf
 
+from soundforge.engines.base import SeparationOptions
 from soundforge.engines.local.catalog import MODELS
+from soundforge.engines.local.engine import LocalEngine
 from tests.support.audio import write_audio
 
 ROFORMERS = [name for name, spec in MODELS.items() if spec.is_roformer]
@@ -43,27 +46,41 @@ def test_every_roformer_model_separates_with_progress(name: str, tmp_path: Path)
     assert len(set(percents)) > 3 and percents == sorted(percents)
 
 
-@pytest.mark.usefixtures("model_env")
-@pytest.mark.parametrize(
-    ("args", "files"),
-    [
-        (["--format", "flac", "--stems", "guitar,piano"], {"guitar.flac", "piano.flac"}),
-        (["--format", "mp3", "--two-stems", "vocals"], {"vocals.mp3", "no_vocals.mp3"}),
-        (["--format", "wav", "--wav-depth", "24", "--sample-rate", "48000"],
-         {f"{s}.wav" for s in MODELS["bs_roformer_6s"].stems}),
-    ],
-)
-def test_formats_and_stem_choices(args: list[str], files: set[str], tmp_path: Path) -> None:
-    song = write_audio(tmp_path / "song.wav", seconds=1.2, channels=1)
-    done = soundforge("separate", song, "-o", tmp_path / "out", "--model", "bs_roformer_6s",
-                      *args)
-    assert done.returncode == 0, done.stderr
-    written = {p.name for p in (tmp_path / "out" / "song").iterdir()}
-    assert written == files
+def assert_mono_stems(folder: Path, files: set[str]) -> None:
+    assert {p.name for p in folder.iterdir()} == files
     for name in files:
         if name.endswith((".wav", ".flac")):
-            info = sf.info(str(tmp_path / "out" / "song" / name))
-            assert info.channels == 1  # mono in, mono out
+            assert sf.info(str(folder / name)).channels == 1  # mono in, mono out
+
+
+@pytest.mark.usefixtures("model_env")
+def test_wav_depth_and_sample_rate_from_the_cli(tmp_path: Path) -> None:
+    song = write_audio(tmp_path / "song.wav", seconds=1.2, channels=1)
+    done = soundforge("separate", song, "-o", tmp_path / "out", "--model", "bs_roformer_6s",
+                      "--format", "wav", "--wav-depth", "24", "--sample-rate", "48000")
+    assert done.returncode == 0, done.stderr
+    assert_mono_stems(tmp_path / "out" / "song",
+                      {f"{s}.wav" for s in MODELS["bs_roformer_6s"].stems})
+    info = sf.info(str(tmp_path / "out" / "song" / "vocals.wav"))
+    assert (info.subtype, info.samplerate) == ("PCM_24", 48000)
+
+
+@pytest.mark.parametrize(
+    ("options", "files"),
+    [
+        ({"format": "flac", "stems": ("guitar", "piano")}, {"guitar.flac", "piano.flac"}),
+        ({"format": "mp3", "two_stems": "vocals"}, {"vocals.mp3", "no_vocals.mp3"}),
+    ],
+)
+def test_formats_and_stem_choices(
+    engine: LocalEngine, options: dict[str, Any], files: set[str], tmp_path: Path
+) -> None:
+    """Through the module's warm engine (what the CLI calls): the CLI's --format,
+    --stems and --two-stems are run by the case above and test_cli_separate.py."""
+    song = write_audio(tmp_path / "song.wav", seconds=1.2, channels=1)
+    engine.separate(song, SeparationOptions(model="bs_roformer_6s", **options),
+                    destination=tmp_path / "out")
+    assert_mono_stems(tmp_path / "out", files)
 
 
 @pytest.mark.usefixtures("model_env")
