@@ -159,22 +159,26 @@ def soundforge(*args: object) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    ("args", "words"),
+    ("args", "words", "before_any_output"),
     [
-        (["--device", "cuda:7"], "cuda:7"),
-        (["--device", "tpu"], "Unknown device 'tpu'"),
-        (["--precision", "fp16"], "fp16 is for GPUs"),
-        (["--precision", "half"], "Unknown precision 'half'"),
-        (["--batch", "0"], "from 1 to 256"),
+        (["--device", "cuda:7"], "cuda:7", True),
+        (["--device", "tpu"], "Unknown device 'tpu'", True),
+        (["--precision", "fp16"], "fp16 is for GPUs", False),  # refused by the runner
+        (["--precision", "half"], "Unknown precision 'half'", True),
+        (["--batch", "0"], "from 1 to 256", True),
     ],
 )
 def test_bad_device_options_are_refused_by_the_cli(
-    model_env: Path, song: Path, tmp_path: Path, args: list[str], words: str
+    model_env: Path, song: Path, tmp_path: Path, args: list[str], words: str,
+    before_any_output: bool
 ) -> None:
     done = soundforge("separate", song, "-o", tmp_path / "out", *args)
     assert done.returncode != 0
     assert words in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.wav"))
+    if before_any_output:
+        assert not (tmp_path / "out").exists()
 
 
 def test_cpu_bf16_from_the_cli_runs_where_the_processor_has_it(
