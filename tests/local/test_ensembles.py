@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,40 @@ def separate_warm(engine: LocalEngine, song: Path, out: Path, model: str,
     return {name: read_stem(path) for name, path in result.stems.items()}
 
 
+# A model's stems of the module's mix, run alone (with these stems only, or all).
+Alone = Callable[..., dict[str, np.ndarray]]
+
+
+def runs_alone(engine: LocalEngine, mix: Path, folder: Path) -> Alone:
+    """Each model's stems of ``mix`` run alone in the warm engine, each computed once."""
+    runs: dict[tuple[str, tuple[str, ...] | None], dict[str, np.ndarray]] = {}
+
+    def run(model: str, stems: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        if (model, stems) not in runs:
+            out = folder / f"{model}-{len(runs)}"
+            runs[model, stems] = separate_warm(engine, mix, out, model, stems=stems)
+        return runs[model, stems]
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def mix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The song the ensembles below are compared on: several segments of the tiny models."""
+    return write_audio(tmp_path_factory.mktemp("mix") / "song.wav", seconds=3.0)
+
+
+@pytest.fixture(scope="module")
+def alone(engine: LocalEngine, mix: Path, tmp_path_factory: pytest.TempPathFactory) -> Alone:
+    return runs_alone(engine, mix, tmp_path_factory.mktemp("alone"))
+
+
 def test_weighted_ensemble_is_the_weighted_average_of_its_models_run_alone(
-    model_env: Path, engine: LocalEngine, tmp_path: Path
+    model_env: Path, alone: Alone, mix: Path, tmp_path: Path
 ) -> None:
-    song = write_audio(tmp_path / "song.wav", seconds=5.0)
-    first = separate_warm(engine, song, tmp_path / "a", "htdemucs")
-    second = separate_warm(engine, song, tmp_path / "b", "htdemucs_ft")
-    both = separate(song, tmp_path / "e", "--model", "htdemucs:2+htdemucs_ft")
+    first = alone("htdemucs")
+    second = alone("htdemucs_ft")
+    both = separate(mix, tmp_path / "e", "--model", "htdemucs:2+htdemucs_ft")
     assert tuple(both) == FOUR
     expected = {name: (2 * first[name] + second[name]) / 3 for name in FOUR}
     assert sdiff_db(both, expected) >= 80
@@ -59,18 +87,17 @@ def test_weighted_ensemble_is_the_weighted_average_of_its_models_run_alone(
 
 
 def test_six_stem_preset_combines_each_stem_over_the_models_that_give_it(
-    model_env: Path, engine: LocalEngine, tmp_path: Path
+    model_env: Path, engine: LocalEngine, alone: Alone, mix: Path, tmp_path: Path
 ) -> None:
-    song = write_audio(tmp_path / "song.wav", seconds=3.0)
-    ft = separate_warm(engine, song, tmp_path / "ft", "htdemucs_ft")
-    six = separate_warm(engine, song, tmp_path / "6s", "htdemucs_6s")
-    preset = separate(song, tmp_path / "p", "--model", "ensemble_six_stems")
+    ft = alone("htdemucs_ft")
+    six = alone("htdemucs_6s")
+    preset = separate(mix, tmp_path / "p", "--model", "ensemble_six_stems")
     assert sorted(preset) == sorted(catalog.SIX_STEMS)
     mixed = {**{s: ft[s] for s in ("drums", "bass", "vocals")},
              **{s: six[s] for s in ("guitar", "piano", "other")}}
     assert sdiff_db(preset, mixed) >= 80
     # A member-per-stem ensemble asked for one member's stem runs only that member.
-    guitar = separate_warm(engine, song, tmp_path / "g", "ensemble_six_stems",
+    guitar = separate_warm(engine, mix, tmp_path / "g", "ensemble_six_stems",
                            stems=("guitar",))
     assert list(guitar) == ["guitar"] and sdiff_db(guitar, {"guitar": six["guitar"]}) >= 80
 
