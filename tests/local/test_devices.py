@@ -84,7 +84,9 @@ def count_calls(model: Any) -> list[int]:
 def test_a_gpu_run_moves_the_networks_and_inputs_and_matches_the_cpu(
     tiny_repo: Path, tmp_path: Path, one_gpu: VirtualCuda, name: str
 ) -> None:
-    source = write_audio(tmp_path / "in.wav", seconds=5.0)
+    # Enough segments for a single-segment call then batches: four of htdemucs'
+    # 2 s segments, five of mdx_extra's 1 s ones.
+    source = write_audio(tmp_path / "in.wav", seconds=5.0 if name == "htdemucs" else 3.5)
     cpu_model = load_model(name, tiny_repo)
     gpu_model = load_model(name, tiny_repo)
     segment = 1.0 if name == "mdx_extra" else None  # several segments per network
@@ -130,7 +132,7 @@ def test_an_explicit_batch_stacks_segments_of_every_member(
     tiny_repo: Path, tmp_path: Path, one_gpu: VirtualCuda
 ) -> None:
     model = load_model("htdemucs_ft", tiny_repo)
-    source = write_audio(tmp_path / "in.wav", seconds=6.0)
+    source = write_audio(tmp_path / "in.wav", seconds=4.5)  # three 2 s segments: one batch
     reference = stems_of(run(load_model("htdemucs_ft", tiny_repo),
                              request_for("htdemucs_ft", source, tmp_path / "cpu", device="cpu")))
     sizes = count_calls(model)
