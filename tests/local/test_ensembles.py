@@ -102,33 +102,34 @@ def test_six_stem_preset_combines_each_stem_over_the_models_that_give_it(
     assert list(guitar) == ["guitar"] and sdiff_db(guitar, {"guitar": six["guitar"]}) >= 80
 
 
-def test_two_stems_of_an_ensemble_are_x_and_the_mix_minus_x(
+def test_two_stems_of_an_ensemble_are_x_and_the_mix_minus_x_and_mono_stays_mono(
     model_env: Path, tmp_path: Path
 ) -> None:
+    """Two inputs in one CLI run (one CLI and runner start): a stereo song, whose
+    two stems add up to the mix, and a mono one at 22.05 kHz, whose stems are
+    mono at that rate and of its length."""
     song = write_audio(tmp_path / "song.wav", seconds=3.0)
-    stems = separate(song, tmp_path / "o", "--model", "max-spec/htdemucs+htdemucs_6s",
-                     "--two-stems", "vocals")
+    mono = write_audio(tmp_path / "mono.wav", seconds=2.5, rate=22050, channels=1)
+    done = soundforge("separate", song, mono, "-o", tmp_path / "o", "--wav-depth", "float",
+                      "--seed", "7", "--json", "--model", "max-spec/htdemucs+htdemucs_6s",
+                      "--two-stems", "vocals")
+    assert done.returncode == 0, done.stderr
+    results = {m["input"]: m["stems"] for m in map(json.loads, done.stdout.splitlines())
+               if m["type"] == "result"}
+    assert list(results) == [str(song), str(mono)]
+    stems = {name: read_stem(path) for name, path in results[str(song)].items()}
     assert list(stems) == ["vocals", "no_vocals"]
     mix = read_stem(song)
     assert np.abs(stems["vocals"] + stems["no_vocals"] - mix).max() < 1e-5
     assert np.abs(stems["vocals"]).max() > 1e-4
-
-
-def test_mono_input_at_another_rate_gives_mono_stems_at_that_rate(
-    model_env: Path, tmp_path: Path
-) -> None:
-    song = write_audio(tmp_path / "mono.wav", seconds=2.5, rate=22050, channels=1)
-    done = soundforge("separate", song, "-o", tmp_path / "out", "--json", "--model",
-                      "min-spec/htdemucs+htdemucs_6s", "--stems", "vocals,guitar")
-    assert done.returncode == 0, done.stderr
-    stems = json.loads(done.stdout.splitlines()[-1])["stems"]
-    assert sorted(stems) == ["guitar", "vocals"]
-    for path in stems.values():
+    assert list(results[str(mono)]) == ["vocals", "no_vocals"]
+    for path in results[str(mono)].values():
         info = sf.info(path)
         assert (info.channels, info.samplerate, info.frames) == (1, 22050, int(2.5 * 22050))
 
 
-def test_ensembles_write_mp3_from_the_cli(model_env: Path, song: Path, tmp_path: Path) -> None:
+def test_ensembles_write_mp3_from_the_cli(model_env: Path, tmp_path: Path) -> None:
+    song = write_audio(tmp_path / "song.wav", seconds=1.0)  # only the files are checked
     done = soundforge("separate", song, "-o", tmp_path / "out", "--model",
                       "min-spec/htdemucs+htdemucs_ft", "--stems", "vocals,drums",
                       "--format", "mp3")
@@ -136,12 +137,21 @@ def test_ensembles_write_mp3_from_the_cli(model_env: Path, song: Path, tmp_path:
     assert stem_files(tmp_path / "out") == ["song/drums.mp3", "song/vocals.mp3"]
 
 
-def test_ensembles_write_flac(engine: LocalEngine, song: Path, tmp_path: Path) -> None:
-    """The same writer path as the CLI's mp3 case above, through the warm engine."""
-    engine.separate(song, SeparationOptions(model="min-spec/htdemucs+htdemucs_ft",
-                                            stems=("vocals", "drums"), format="flac"),
-                    destination=tmp_path / "out")
-    assert stem_files(tmp_path / "out") == ["drums.flac", "vocals.flac"]
+def test_a_stem_subset_of_mono_input_at_another_rate_in_flac(
+    engine: LocalEngine, tmp_path: Path
+) -> None:
+    """min-spec with a stem only one member has (guitar), on mono 22.05 kHz input,
+    written as FLAC: mono stems at that rate, of its length (the writer path of
+    the CLI's mp3 case above, and of its mono case, in the warm engine)."""
+    mono = write_audio(tmp_path / "mono.wav", seconds=2.5, rate=22050, channels=1)
+    result = engine.separate(mono, SeparationOptions(model="min-spec/htdemucs+htdemucs_6s",
+                                                     stems=("vocals", "guitar"), format="flac"),
+                             destination=tmp_path / "out")
+    assert sorted(result.stems) == ["guitar", "vocals"]
+    assert stem_files(tmp_path / "out") == ["guitar.flac", "vocals.flac"]
+    for path in result.stems.values():
+        info = sf.info(str(path))
+        assert (info.channels, info.samplerate, info.frames) == (1, 22050, int(2.5 * 22050))
 
 
 # (model, the CLI's options, the same as SeparationOptions fields, the words of the refusal)
