@@ -127,7 +127,7 @@ def fp32_runs(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory
     """Per architecture, computed once for both reduced precisions: the loaded
     model, the input, and its fp32 stems (the reference)."""
     folder = tmp_path_factory.mktemp("reduced-precision")
-    source = write_audio(folder / "in.wav", seconds=3.0)
+    source = write_audio(folder / "in.wav", seconds=2.0)
     runs: dict[str, tuple[Any, Path, dict[str, Any]]] = {}
 
     def run(name: str) -> tuple[Any, Path, dict[str, Any]]:
