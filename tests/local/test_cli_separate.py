@@ -136,18 +136,8 @@ def test_missing_model_without_repo_and_without_network(tmp_path: Path, song: Pa
     assert "Traceback" not in done.stderr
 
 
-def test_json_mode_prints_protocol_messages(model_env: Path, song: Path, tmp_path: Path) -> None:
-    other = write_audio(tmp_path / "other.flac", seconds=1)
-    done = soundforge("separate", song, other, "-o", tmp_path / "out", "--json",
-                      "--two-stems", "vocals")
-    assert done.returncode == 0, done.stderr
-    messages = [json.loads(line) for line in done.stdout.splitlines()]
-    for source in (song, other):
-        mine = [m for m in messages if m["input"] == str(source)]
-        assert mine[-1]["type"] == "result"
-        assert set(mine[-1]["stems"]) == {"vocals", "no_vocals"}
-        percents = [m["percent"] for m in mine if m["type"] == "progress"]
-        assert percents[0] == 0 and percents[-1] == 100 and percents == sorted(percents)
+# --json mode (a protocol message per line, per input, progress then result):
+# test_ensembles.py's two-inputs run (a WAV and a FLAC, --two-stems vocals).
 
 
 def test_models_list_shows_every_model_and_where_it_is(model_env: Path) -> None:

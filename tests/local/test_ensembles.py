@@ -102,20 +102,27 @@ def test_six_stem_preset_combines_each_stem_over_the_models_that_give_it(
     assert list(guitar) == ["guitar"] and sdiff_db(guitar, {"guitar": six["guitar"]}) >= 80
 
 
-def test_two_stems_of_an_ensemble_are_x_and_the_mix_minus_x_and_mono_stays_mono(
+def test_json_run_two_stems_are_x_and_the_mix_minus_x_and_mono_stays_mono(
     model_env: Path, tmp_path: Path
 ) -> None:
     """Two inputs in one CLI run (one CLI and runner start): a stereo song, whose
-    two stems add up to the mix, and a mono one at 22.05 kHz, whose stems are
-    mono at that rate and of its length."""
+    two stems add up to the mix, and a mono FLAC at 22.05 kHz, whose stems are
+    mono at that rate and of its length. The run is also the CLI's --json mode
+    test: every stdout line a protocol message naming its input, progress from
+    0 to 100 in order, then the result."""
     song = write_audio(tmp_path / "song.wav", seconds=3.0)
-    mono = write_audio(tmp_path / "mono.wav", seconds=2.5, rate=22050, channels=1)
+    mono = write_audio(tmp_path / "mono.flac", seconds=2.5, rate=22050, channels=1)
     done = soundforge("separate", song, mono, "-o", tmp_path / "o", "--wav-depth", "float",
                       "--seed", "7", "--json", "--model", "max-spec/htdemucs+htdemucs_6s",
                       "--two-stems", "vocals")
     assert done.returncode == 0, done.stderr
-    results = {m["input"]: m["stems"] for m in map(json.loads, done.stdout.splitlines())
-               if m["type"] == "result"}
+    messages = [json.loads(line) for line in done.stdout.splitlines()]
+    for source in (song, mono):
+        mine = [m for m in messages if m["input"] == str(source)]
+        assert mine[-1]["type"] == "result"
+        percents = [m["percent"] for m in mine if m["type"] == "progress"]
+        assert percents[0] == 0 and percents[-1] == 100 and percents == sorted(percents)
+    results = {m["input"]: m["stems"] for m in messages if m["type"] == "result"}
     assert list(results) == [str(song), str(mono)]
     stems = {name: read_stem(path) for name, path in results[str(song)].items()}
     assert list(stems) == ["vocals", "no_vocals"]
