@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from soundforge.engines.local.catalog import MODELS
 from tests.support.audio import write_audio
 
 
@@ -151,8 +152,17 @@ def test_models_list_shows_every_model_and_where_it_is(model_env: Path) -> None:
     assert models["htdemucs_6s"]["stems"] == ["drums", "bass", "other", "vocals", "guitar", "piano"]
     assert models["htdemucs_ft"]["is_bag"] and not models["htdemucs"]["is_bag"]
     assert all(m["available"] for m in models.values())
+    # RoFormer rows say where they come from.
+    kim = models["mel_roformer_vocals"]
+    assert kim["family"] == "mel_band_roformer" and kim["author"] == "Kimberley Jensen"
+    assert kim["published_quality"].startswith("vocals 12.60 dB")
+    assert kim["published_quality_source"].startswith("https://")
+    assert kim["available"] is True and kim["where"].startswith("repo ")
     table = soundforge("models", "list")
+    assert table.returncode == 0
     assert "htdemucs_6s" in table.stdout and "guitar" in table.stdout
+    for name in (n for n, spec in MODELS.items() if spec.is_roformer):
+        assert name in table.stdout  # never cut short: it is what people type
 
 
 def test_models_download_offline_is_a_clear_error(tmp_path: Path) -> None:

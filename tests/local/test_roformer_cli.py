@@ -145,17 +145,6 @@ def test_demucs_chunking_options_are_refused_not_ignored(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.wav"))
 
 
-@pytest.mark.usefixtures("model_env")
-def test_models_list_shows_roformer_names_whole_with_their_source() -> None:
-    table = soundforge("models", "list")
-    assert table.returncode == 0
-    for name in ROFORMERS:
-        assert name in table.stdout  # never cut short: it is what people type
-    rows = {row["model"]: row for row in map(json.loads,
-                                             soundforge("models", "list", "--json")
-                                             .stdout.splitlines())}
-    kim = rows["mel_roformer_vocals"]
-    assert kim["family"] == "mel_band_roformer" and kim["author"] == "Kimberley Jensen"
-    assert kim["published_quality"].startswith("vocals 12.60 dB")
-    assert kim["published_quality_source"].startswith("https://")
-    assert kim["available"] is True and kim["where"].startswith("repo ")
+# `models list` with the RoFormer rows (names never cut short, family, author,
+# published quality and source, where): test_cli_separate.py's models-list test,
+# on the same two CLI runs as the Demucs rows.
