@@ -64,8 +64,8 @@ def runs_alone(engine: LocalEngine, mix: Path, folder: Path) -> Alone:
 
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The song the ensembles below are compared on: several segments of the tiny models."""
-    return write_audio(tmp_path_factory.mktemp("mix") / "song.wav", seconds=3.0)
+    """The song the ensembles below are compared on: two segments of the tiny models."""
+    return write_audio(tmp_path_factory.mktemp("mix") / "song.wav", seconds=2.0)
 
 
 @pytest.fixture(scope="module")
