@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,16 +121,33 @@ def run_file(model: Any, name: str, source: Path, out: Path, backend: Any = None
     return {stem: read_stem(path) for stem, path in paths.items()}
 
 
+@pytest.fixture(scope="module")
+def fp32_runs(tiny_repo: Path, tmp_path_factory: pytest.TempPathFactory
+              ) -> Callable[[str], tuple[Any, Path, dict[str, Any]]]:
+    """Per architecture, computed once for both reduced precisions: the loaded
+    model, the input, and its fp32 stems (the reference)."""
+    folder = tmp_path_factory.mktemp("reduced-precision")
+    source = write_audio(folder / "in.wav", seconds=2.0)
+    runs: dict[str, tuple[Any, Path, dict[str, Any]]] = {}
+
+    def run(name: str) -> tuple[Any, Path, dict[str, Any]]:
+        if name not in runs:
+            model = load_model(name, tiny_repo)
+            runs[name] = (model, source, run_file(model, name, source, folder / name / "fp32"))
+        return runs[name]
+
+    return run
+
+
 @pytest.mark.parametrize("name", ["htdemucs", "htdemucs_6s", "mdx_extra"])
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_keeps_the_quality_bar_on_every_architecture(
-    tiny_repo: Path, tmp_path: Path, name: str, precision: str
+    fp32_runs: Callable[[str], tuple[Any, Path, dict[str, Any]]], tmp_path: Path,
+    name: str, precision: str
 ) -> None:
     """The arithmetic of each reduced precision, on the CPU's autocast (the GPU
     path's autocast is checked in test_devices.py): ≥ 40 dB against fp32."""
-    model = load_model(name, tiny_repo)
-    source = write_audio(tmp_path / "in.wav", seconds=3.0)
-    reference = run_file(model, name, source, tmp_path / "fp32")
+    model, source, reference = fp32_runs(name)
     reduced = run_file(model, name, source, tmp_path / precision,
                        backend=FastCpuBackend(precision))
     assert sdiff_db(reduced, reference) >= MIN_REDUCED_SDIFF_DB
@@ -145,7 +163,7 @@ def soundforge(*args: object) -> subprocess.CompletedProcess[str]:
     [
         (["--device", "cuda:7"], "cuda:7"),
         (["--device", "tpu"], "Unknown device 'tpu'"),
-        (["--precision", "fp16"], "fp16 is for GPUs"),
+        # --precision fp16 on the CPU is refused by the runner: the test below.
         (["--precision", "half"], "Unknown precision 'half'"),
         (["--batch", "0"], "from 1 to 256"),
     ],
@@ -156,13 +174,30 @@ def test_bad_device_options_are_refused_by_the_cli(
     done = soundforge("separate", song, "-o", tmp_path / "out", *args)
     assert done.returncode != 0
     assert words in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_fp16_on_the_cpu_is_refused_by_the_runner_and_nothing_is_written(
+    engine: LocalEngine, song: Path, tmp_path: Path
+) -> None:
+    """Not a refusal up front: the runner knows the device. Through the warm
+    engine (what the CLI calls; the CLI's handling of a runner's refusal is
+    test_cli_separate.py's missing-model case), which then goes on working."""
+    with pytest.raises(InvalidOptionError, match="fp16 is for GPUs") as caught:
+        engine.separate(song, SeparationOptions(precision="fp16"), destination=tmp_path / "out")
+    assert "\n" not in caught.value.message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.wav"))
+    stems = engine.separate(song, SeparationOptions(stems=("vocals",)),
+                            destination=tmp_path / "next").stems
+    assert list(stems) == ["vocals"]
 
 
 def test_cpu_bf16_from_the_cli_runs_where_the_processor_has_it(
-    model_env: Path, song: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SOUNDFORGE_THREADS", "1")
+    song = write_audio(tmp_path / "short.wav", seconds=1)  # only the stems' names are checked
     done = soundforge("separate", song, "-o", tmp_path / "out", "--precision", "bf16",
                       "--device", "cpu", "--json")
     if not CPU_HAS_BF16:

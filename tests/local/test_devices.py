@@ -84,7 +84,9 @@ def count_calls(model: Any) -> list[int]:
 def test_a_gpu_run_moves_the_networks_and_inputs_and_matches_the_cpu(
     tiny_repo: Path, tmp_path: Path, one_gpu: VirtualCuda, name: str
 ) -> None:
-    source = write_audio(tmp_path / "in.wav", seconds=5.0)
+    # Enough segments for a single-segment call then batches: four of htdemucs'
+    # 2 s segments, five of mdx_extra's 1 s ones.
+    source = write_audio(tmp_path / "in.wav", seconds=5.0 if name == "htdemucs" else 3.5)
     cpu_model = load_model(name, tiny_repo)
     gpu_model = load_model(name, tiny_repo)
     segment = 1.0 if name == "mdx_extra" else None  # several segments per network
@@ -117,7 +119,7 @@ def test_pruned_networks_of_a_bag_stay_where_they_are(
     tiny_repo: Path, tmp_path: Path, one_gpu: VirtualCuda
 ) -> None:
     model = load_model("htdemucs_ft", tiny_repo)
-    source = write_audio(tmp_path / "in.wav", seconds=3.0)
+    source = write_audio(tmp_path / "in.wav", seconds=1.0)
     run(model, request_for("htdemucs_ft", source, tmp_path / "out", device="cuda",
                            stems=("vocals",)))
     placed = [all(on_virtual(p) for p in net.parameters()) for net in model.models]
@@ -130,7 +132,7 @@ def test_an_explicit_batch_stacks_segments_of_every_member(
     tiny_repo: Path, tmp_path: Path, one_gpu: VirtualCuda
 ) -> None:
     model = load_model("htdemucs_ft", tiny_repo)
-    source = write_audio(tmp_path / "in.wav", seconds=6.0)
+    source = write_audio(tmp_path / "in.wav", seconds=4.5)  # three 2 s segments: one batch
     reference = stems_of(run(load_model("htdemucs_ft", tiny_repo),
                              request_for("htdemucs_ft", source, tmp_path / "cpu", device="cpu")))
     sizes = count_calls(model)
@@ -184,7 +186,7 @@ def test_out_of_memory_that_no_retry_fixes_is_its_own_error(
     tiny_repo: Path, tmp_path: Path, one_gpu: VirtualCuda
 ) -> None:
     model = load_model("htdemucs", tiny_repo)
-    source = write_audio(tmp_path / "in.wav", seconds=3.0)
+    source = write_audio(tmp_path / "in.wav", seconds=1.0)
     oom_when(model, lambda window: True)
     out_dir = tmp_path / "gpu"
     with pytest.raises(OutOfMemoryError) as caught:
@@ -202,7 +204,7 @@ def test_reduced_precision_on_a_gpu_runs_under_cuda_autocast(
     for net in model.models:
         net.register_forward_pre_hook(lambda *_: seen.append(
             (torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))))
-    source = write_audio(tmp_path / "in.wav", seconds=3.0)
+    source = write_audio(tmp_path / "in.wav", seconds=1.0)
     out = run(model, request_for("htdemucs", source, tmp_path / "gpu", device="cuda",
                                  precision=precision))
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -217,6 +219,6 @@ def test_fp32_on_a_gpu_does_not_autocast(
     seen: list[bool] = []
     for net in model.models:
         net.register_forward_pre_hook(lambda *_: seen.append(torch.is_autocast_enabled("cuda")))
-    source = write_audio(tmp_path / "in.wav", seconds=3.0)
+    source = write_audio(tmp_path / "in.wav", seconds=1.0)
     run(model, request_for("htdemucs", source, tmp_path / "gpu", device="cuda"))
     assert seen and not any(seen)

@@ -98,7 +98,7 @@ def test_output_sample_rate_can_be_asked_for(engine: LocalEngine, tmp_path: Path
 def test_output_formats(
     engine: LocalEngine, tmp_path: Path, fmt: str, depth: str, subtype: str
 ) -> None:
-    source = write_audio(tmp_path / "in.wav", seconds=2)
+    source = write_audio(tmp_path / "in.wav", seconds=1)
     stems = engine.separate(
         source, SeparationOptions(format=fmt, wav_depth=depth, stems=("vocals",)),  # type: ignore[arg-type]
         None, None, tmp_path / "o",
@@ -109,22 +109,23 @@ def test_output_formats(
     # MP3 adds the codec's own delay/padding (under one frame of 1152 samples
     # plus the encoder delay); lossless formats are exact.
     tolerance = 2 * 1152 + 1105 if fmt == "mp3" else 0
-    assert abs(info.frames - 2 * 44100) <= tolerance
+    assert abs(info.frames - 44100) <= tolerance
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac", ".mp3", ".ogg", ".m4a"])
 def test_reads_common_formats(engine: LocalEngine, tmp_path: Path, suffix: str) -> None:
-    source = write_audio(tmp_path / f"in{suffix}", seconds=2, rate=44100)
+    source = write_audio(tmp_path / f"in{suffix}", seconds=1, rate=44100)
     stems = engine.separate(
         source, SeparationOptions(stems=("vocals",)), None, None, tmp_path / "o"
     ).stems
     data, rate = read(stems["vocals"])
     assert rate == 44100
     # Lossy containers add encoder priming; the stem follows the decoded length.
-    assert abs(data.shape[0] - 2 * 44100) < 4096
+    assert abs(data.shape[0] - 44100) < 4096
 
 
 def test_silence_in_silent_stems_out(engine: LocalEngine, tmp_path: Path) -> None:
+    """Silence (std 0) is not divided by zero: finite, silent stems of its length."""
     source = tmp_path / "silence.wav"
     sf.write(str(source), np.zeros((44100 * 2, 2), np.float32), 44100)
     stems = engine.separate(source, SeparationOptions(), None, None, tmp_path / "o").stems
@@ -132,7 +133,7 @@ def test_silence_in_silent_stems_out(engine: LocalEngine, tmp_path: Path) -> Non
     for path in stems.values():
         data, _ = read(path)
         assert data.shape == (88200, 2)
-        assert np.isfinite(data).all()
+        assert np.isfinite(data).all() and np.abs(data).max() < 1e-3
 
 
 def test_a_warm_runner_does_not_reload_the_model(tiny_repo: Path, tmp_path: Path) -> None:

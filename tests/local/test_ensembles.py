@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ FOUR = ("drums", "bass", "other", "vocals")
 
 
 def separate(song: Path, out: Path, *args: str) -> dict[str, np.ndarray]:
+    """Through the CLI: what a user types, with float WAVs to compare."""
     done = soundforge("separate", song, "-o", out, "--wav-depth", "float", "--seed", "7",
                       "--json", *args)
     assert done.returncode == 0, done.stderr
@@ -31,13 +34,51 @@ def separate(song: Path, out: Path, *args: str) -> dict[str, np.ndarray]:
     return {name: read_stem(path) for name, path in stems.items()}
 
 
+def separate_warm(engine: LocalEngine, song: Path, out: Path, model: str,
+                  **options: Any) -> dict[str, np.ndarray]:
+    """The same run through the module's warm engine (what the CLI calls), for the
+    references an ensemble is compared with: no process start, models stay loaded."""
+    result = engine.separate(
+        song, SeparationOptions(model=model, wav_depth="float", seed=7, **options),
+        destination=out,
+    )
+    return {name: read_stem(path) for name, path in result.stems.items()}
+
+
+# A model's stems of the module's mix, run alone (with these stems only, or all).
+Alone = Callable[..., dict[str, np.ndarray]]
+
+
+def runs_alone(engine: LocalEngine, mix: Path, folder: Path) -> Alone:
+    """Each model's stems of ``mix`` run alone in the warm engine, each computed once."""
+    runs: dict[tuple[str, tuple[str, ...] | None], dict[str, np.ndarray]] = {}
+
+    def run(model: str, stems: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        if (model, stems) not in runs:
+            out = folder / f"{model}-{len(runs)}"
+            runs[model, stems] = separate_warm(engine, mix, out, model, stems=stems)
+        return runs[model, stems]
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def mix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The song the ensembles below are compared on: two segments of the tiny models."""
+    return write_audio(tmp_path_factory.mktemp("mix") / "song.wav", seconds=2.0)
+
+
+@pytest.fixture(scope="module")
+def alone(engine: LocalEngine, mix: Path, tmp_path_factory: pytest.TempPathFactory) -> Alone:
+    return runs_alone(engine, mix, tmp_path_factory.mktemp("alone"))
+
+
 def test_weighted_ensemble_is_the_weighted_average_of_its_models_run_alone(
-    model_env: Path, tmp_path: Path
+    model_env: Path, alone: Alone, mix: Path, tmp_path: Path
 ) -> None:
-    song = write_audio(tmp_path / "song.wav", seconds=5.0)
-    first = separate(song, tmp_path / "a", "--model", "htdemucs")
-    second = separate(song, tmp_path / "b", "--model", "htdemucs_ft")
-    both = separate(song, tmp_path / "e", "--model", "htdemucs:2+htdemucs_ft")
+    first = alone("htdemucs")
+    second = alone("htdemucs_ft")
+    both = separate(mix, tmp_path / "e", "--model", "htdemucs:2+htdemucs_ft")
     assert tuple(both) == FOUR
     expected = {name: (2 * first[name] + second[name]) / 3 for name in FOUR}
     assert sdiff_db(both, expected) >= 80
@@ -46,77 +87,118 @@ def test_weighted_ensemble_is_the_weighted_average_of_its_models_run_alone(
 
 
 def test_six_stem_preset_combines_each_stem_over_the_models_that_give_it(
-    model_env: Path, tmp_path: Path
+    model_env: Path, engine: LocalEngine, alone: Alone, mix: Path, tmp_path: Path
 ) -> None:
-    song = write_audio(tmp_path / "song.wav", seconds=3.0)
-    ft = separate(song, tmp_path / "ft", "--model", "htdemucs_ft")
-    six = separate(song, tmp_path / "6s", "--model", "htdemucs_6s")
-    preset = separate(song, tmp_path / "p", "--model", "ensemble_six_stems")
+    ft = alone("htdemucs_ft")
+    six = alone("htdemucs_6s")
+    preset = separate(mix, tmp_path / "p", "--model", "ensemble_six_stems")
     assert sorted(preset) == sorted(catalog.SIX_STEMS)
     mixed = {**{s: ft[s] for s in ("drums", "bass", "vocals")},
              **{s: six[s] for s in ("guitar", "piano", "other")}}
     assert sdiff_db(preset, mixed) >= 80
     # A member-per-stem ensemble asked for one member's stem runs only that member.
-    guitar = separate(song, tmp_path / "g", "--model", "ensemble_six_stems", "--stems", "guitar")
+    guitar = separate_warm(engine, mix, tmp_path / "g", "ensemble_six_stems",
+                           stems=("guitar",))
     assert list(guitar) == ["guitar"] and sdiff_db(guitar, {"guitar": six["guitar"]}) >= 80
 
 
-def test_two_stems_of_an_ensemble_are_x_and_the_mix_minus_x(
+def test_json_run_two_stems_are_x_and_the_mix_minus_x_and_mono_stays_mono(
     model_env: Path, tmp_path: Path
 ) -> None:
+    """Two inputs in one CLI run (one CLI and runner start): a stereo song, whose
+    two stems add up to the mix, and a mono FLAC at 22.05 kHz, whose stems are
+    mono at that rate and of its length. The run is also the CLI's --json mode
+    test: every stdout line a protocol message naming its input, progress from
+    0 to 100 in order, then the result."""
     song = write_audio(tmp_path / "song.wav", seconds=3.0)
-    stems = separate(song, tmp_path / "o", "--model", "max-spec/htdemucs+htdemucs_6s",
-                     "--two-stems", "vocals")
+    mono = write_audio(tmp_path / "mono.flac", seconds=2.5, rate=22050, channels=1)
+    done = soundforge("separate", song, mono, "-o", tmp_path / "o", "--wav-depth", "float",
+                      "--seed", "7", "--json", "--model", "max-spec/htdemucs+htdemucs_6s",
+                      "--two-stems", "vocals")
+    assert done.returncode == 0, done.stderr
+    messages = [json.loads(line) for line in done.stdout.splitlines()]
+    for source in (song, mono):
+        mine = [m for m in messages if m["input"] == str(source)]
+        assert mine[-1]["type"] == "result"
+        percents = [m["percent"] for m in mine if m["type"] == "progress"]
+        assert percents[0] == 0 and percents[-1] == 100 and percents == sorted(percents)
+    results = {m["input"]: m["stems"] for m in messages if m["type"] == "result"}
+    assert list(results) == [str(song), str(mono)]
+    stems = {name: read_stem(path) for name, path in results[str(song)].items()}
     assert list(stems) == ["vocals", "no_vocals"]
     mix = read_stem(song)
     assert np.abs(stems["vocals"] + stems["no_vocals"] - mix).max() < 1e-5
     assert np.abs(stems["vocals"]).max() > 1e-4
-
-
-def test_mono_input_at_another_rate_gives_mono_stems_at_that_rate(
-    model_env: Path, tmp_path: Path
-) -> None:
-    song = write_audio(tmp_path / "mono.wav", seconds=2.5, rate=22050, channels=1)
-    done = soundforge("separate", song, "-o", tmp_path / "out", "--json", "--model",
-                      "min-spec/htdemucs+htdemucs_6s", "--stems", "vocals,guitar")
-    assert done.returncode == 0, done.stderr
-    stems = json.loads(done.stdout.splitlines()[-1])["stems"]
-    assert sorted(stems) == ["guitar", "vocals"]
-    for path in stems.values():
+    assert list(results[str(mono)]) == ["vocals", "no_vocals"]
+    for path in results[str(mono)].values():
         info = sf.info(path)
         assert (info.channels, info.samplerate, info.frames) == (1, 22050, int(2.5 * 22050))
 
 
-@pytest.mark.parametrize("fmt", ["flac", "mp3"])
-def test_ensembles_write_every_format(model_env: Path, song: Path, tmp_path: Path,
-                                      fmt: str) -> None:
+def test_ensembles_write_mp3_from_the_cli(model_env: Path, tmp_path: Path) -> None:
+    song = write_audio(tmp_path / "song.wav", seconds=1.0)  # only the files are checked
     done = soundforge("separate", song, "-o", tmp_path / "out", "--model",
                       "min-spec/htdemucs+htdemucs_ft", "--stems", "vocals,drums",
-                      "--format", fmt)
+                      "--format", "mp3")
     assert done.returncode == 0, done.stderr
-    assert stem_files(tmp_path / "out") == [f"song/drums.{fmt}", f"song/vocals.{fmt}"]
+    assert stem_files(tmp_path / "out") == ["song/drums.mp3", "song/vocals.mp3"]
 
 
-@pytest.mark.parametrize(
-    ("model", "args", "words"),
-    [
-        ("htdemucs+htdemucs_9s", [], "Unknown model 'htdemucs_9s' in ensemble"),
-        ("htdemucs+htdemucs", [], "Model htdemucs appears twice"),
-        ("htdemucs+", [], "has an empty member"),
-        ("max-spec/htdemucs", [], "An ensemble needs two or more models"),
-        ("loudest/htdemucs+htdemucs_ft", [], "Unknown ensemble combiner 'loudest'"),
-        ("max-spec/htdemucs:2+htdemucs_ft", [], "Weights apply to the average only"),
-        ("htdemucs:-1+htdemucs_ft", [], "must be a positive number"),
-        ("htdemucs@guitar+htdemucs_6s", [], "Model htdemucs has no stem 'guitar'"),
-        ("htdemucs+htdemucs_ft", ["--stems", "piano"], "No model of ensemble"),
-        ("ensemble_average", ["--two-stems", "guitar"], "No model of ensemble ensemble_average"),
-        ("htdemucs+ensemble_average", [], "is an ensemble preset"),
-        ("mdx_extra+htdemucs", ["--segment", "10"],
-         "htdemucs (in ensemble mdx_extra+htdemucs) allows at most 7.8 s"),
-    ],
-)
-def test_bad_ensembles_are_refused_before_any_work(
-    model_env: Path, song: Path, tmp_path: Path, model: str, args: list[str], words: str
+def test_a_stem_subset_of_mono_input_at_another_rate_in_flac(
+    engine: LocalEngine, tmp_path: Path
+) -> None:
+    """min-spec with a stem only one member has (guitar), on mono 22.05 kHz input,
+    written as FLAC: mono stems at that rate, of its length (the writer path of
+    the CLI's mp3 case above, and of its mono case, in the warm engine)."""
+    mono = write_audio(tmp_path / "mono.wav", seconds=2.5, rate=22050, channels=1)
+    result = engine.separate(mono, SeparationOptions(model="min-spec/htdemucs+htdemucs_6s",
+                                                     stems=("vocals", "guitar"), format="flac"),
+                             destination=tmp_path / "out")
+    assert sorted(result.stems) == ["guitar", "vocals"]
+    assert stem_files(tmp_path / "out") == ["guitar.flac", "vocals.flac"]
+    for path in result.stems.values():
+        info = sf.info(str(path))
+        assert (info.channels, info.samplerate, info.frames) == (1, 22050, int(2.5 * 22050))
+
+
+# (model, the CLI's options, the same as SeparationOptions fields, the words of the refusal)
+BAD_ENSEMBLES: list[tuple[str, list[str], dict[str, Any], str]] = [
+    ("htdemucs+htdemucs_9s", [], {}, "Unknown model 'htdemucs_9s' in ensemble"),
+    ("htdemucs+htdemucs", [], {}, "Model htdemucs appears twice"),
+    ("htdemucs+", [], {}, "has an empty member"),
+    ("max-spec/htdemucs", [], {}, "An ensemble needs two or more models"),
+    ("loudest/htdemucs+htdemucs_ft", [], {}, "Unknown ensemble combiner 'loudest'"),
+    ("max-spec/htdemucs:2+htdemucs_ft", [], {}, "Weights apply to the average only"),
+    ("htdemucs:-1+htdemucs_ft", [], {}, "must be a positive number"),
+    ("htdemucs@guitar+htdemucs_6s", [], {}, "Model htdemucs has no stem 'guitar'"),
+    ("htdemucs+htdemucs_ft", ["--stems", "piano"], {"stems": ("piano",)},
+     "No model of ensemble"),
+    ("ensemble_average", ["--two-stems", "guitar"], {"two_stems": "guitar"},
+     "No model of ensemble ensemble_average"),
+    ("htdemucs+ensemble_average", [], {}, "is an ensemble preset"),
+    ("mdx_extra+htdemucs", ["--segment", "10"], {"segment": 10.0},
+     "htdemucs (in ensemble mdx_extra+htdemucs) allows at most 7.8 s"),
+]
+
+
+@pytest.mark.parametrize(("model", "args", "options", "words"), BAD_ENSEMBLES)
+def test_bad_ensembles_are_refused_by_the_engine(
+    engine: LocalEngine, model: str, args: list[str], options: dict[str, Any], words: str
+) -> None:
+    """What ``soundforge separate`` calls before any work (``LocalEngine.validate``),
+    for every bad ensemble; the CLI's side of it (exit code 2, that one line,
+    nothing written) is checked on two of them below."""
+    with pytest.raises(InvalidOptionError) as caught:
+        engine.validate(SeparationOptions(model=model, **options))
+    assert words in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+@pytest.mark.parametrize(("model", "args", "options", "words"),
+                         [BAD_ENSEMBLES[0], BAD_ENSEMBLES[-1]])
+def test_bad_ensembles_are_refused_by_the_cli_before_any_work(
+    model_env: Path, song: Path, tmp_path: Path, model: str, args: list[str],
+    options: dict[str, Any], words: str
 ) -> None:
     done = soundforge("separate", song, "-o", tmp_path / "out", "--model", model, *args)
     assert done.returncode == 2, done.stderr

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from soundforge.config import Settings
 from soundforge.engines.base import SeparationOptions
 from soundforge.engines.local.catalog import DEMUCS, MODELS
 from soundforge.engines.local.engine import LocalEngine
@@ -230,11 +229,11 @@ def test_unseeded_runs_draw_their_own_shifts(models: dict[str, Any], tmp_path: P
     assert (read_stem(first["drums"]) != read_stem(second["drums"])).any()
 
 
-def test_through_the_engine_and_runner_process(tiny_repo: Path, tmp_path: Path) -> None:
+def test_through_the_engine_and_runner_process(
+    models: dict[str, Any], engine: LocalEngine, tmp_path: Path
+) -> None:
     """The whole shipped path: LocalEngine → port → runner process → separate_file."""
-    model = load_model("htdemucs_6s", tiny_repo)
     source = write_audio(tmp_path / "in.wav", seconds=2.4)
     options = SeparationOptions(model="htdemucs_6s", wav_depth="float", shifts=1, seed=8)
-    with LocalEngine(Settings(model_repo=tiny_repo, demucs_timeout=120)) as engine:
-        stems = engine.separate(source, options, None, None, tmp_path / "out").stems
-    check(model, {k: str(v) for k, v in stems.items()}, source, shifts=1, seed=8)
+    stems = engine.separate(source, options, None, None, tmp_path / "out").stems
+    check(models["htdemucs_6s"], {k: str(v) for k, v in stems.items()}, source, shifts=1, seed=8)

@@ -40,8 +40,9 @@ def test_runner_killed_mid_job_is_reported_and_restarted(tiny_repo: Path, tmp_pa
         assert "SIGKILL" in caught.value.message
         assert str(source) in caught.value.message
         assert only_source_left(tmp_path, "in.wav")
-        # The next job gets a fresh runner and works.
-        stems = engine.separate(source, SeparationOptions(two_stems="vocals"), None, None,
+        # The next job gets a fresh runner and works (a short one: only that it works).
+        short = write_audio(tmp_path / "short.wav", seconds=1)
+        stems = engine.separate(short, SeparationOptions(two_stems="vocals"), None, None,
                                 tmp_path / "out").stems
         assert set(stems) == {"vocals", "no_vocals"}
         assert engine.port.starts == 2
@@ -71,7 +72,8 @@ def test_stall_detector_kills_a_runner_that_stops_reporting(
         with pytest.raises(ProcessLookupError):
             os.kill(frozen[0], 0)
         engine.port.stall_timeout = 120
-        assert set(engine.separate(source, SeparationOptions(stems=("bass",)), None, None,
+        short = write_audio(tmp_path / "short.wav", seconds=1)
+        assert set(engine.separate(short, SeparationOptions(stems=("bass",)), None, None,
                                    tmp_path / "out").stems) == {"bass"}
 
 
@@ -93,8 +95,10 @@ def test_hard_time_ceiling(tiny_repo: Path, tmp_path: Path) -> None:
 
 def test_cancel_stops_the_job_and_keeps_the_runner(tiny_repo: Path, tmp_path: Path) -> None:
     source = write_audio(tmp_path / "in.wav", seconds=8)
+    # The runs before and after the cancelled one only load and reuse the model.
+    short = write_audio(tmp_path / "short.wav", seconds=1)
     with LocalEngine(Settings(model_repo=tiny_repo)) as engine:
-        engine.separate(source, SeparationOptions(stems=("drums",)), None, None, tmp_path / "warm")
+        engine.separate(short, SeparationOptions(stems=("drums",)), None, None, tmp_path / "warm")
         pid = engine.port.pid
         token = CancelToken()
 
@@ -105,10 +109,10 @@ def test_cancel_stops_the_job_and_keeps_the_runner(tiny_repo: Path, tmp_path: Pa
         with pytest.raises(CancelledError):
             engine.separate(source, SeparationOptions(), on_progress, token, tmp_path / "out")
         assert not (tmp_path / "out").exists()
-        assert only_source_left(tmp_path, "in.wav", "warm")
+        assert only_source_left(tmp_path, "in.wav", "short.wav", "warm")
         # Same process, model still loaded: cancel did not cost a reload.
         again = engine.separate(
-            source, SeparationOptions(stems=("drums",)), None, None, tmp_path / "again"
+            short, SeparationOptions(stems=("drums",)), None, None, tmp_path / "again"
         )
         assert engine.port.pid == pid
         assert again.reused is True

@@ -8,11 +8,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import soundfile as sf
 
+from soundforge.engines.base import SeparationOptions
 from soundforge.engines.local.catalog import MODELS
+from soundforge.engines.local.engine import LocalEngine
 from tests.support.audio import write_audio
 
 ROFORMERS = [name for name, spec in MODELS.items() if spec.is_roformer]
@@ -25,9 +28,30 @@ def soundforge(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+# One model of each family (bs_roformer, mel_band_roformer: each its own
+# package and warnings) separates through the CLI; the others through the
+# module's warm engine (what the CLI calls), with the same checks.
+THROUGH_THE_CLI = ["bs_roformer_vocals", "mel_roformer_karaoke"]
+
+
+def assert_separated(name: str, stems: dict[str, str], percents: list[int]) -> None:
+    assert set(stems) == set(MODELS[name].stems)
+    for path in stems.values():
+        info = sf.info(path)
+        assert info.samplerate == 44100 and abs(info.frames - 66150) <= 1
+    assert len(set(percents)) > 3 and percents == sorted(percents)
+
+
+def test_the_cli_cases_cover_every_family() -> None:
+    families = {MODELS[name].family for name in ROFORMERS}
+    assert {MODELS[name].family for name in THROUGH_THE_CLI} == families
+
+
 @pytest.mark.usefixtures("model_env")
-@pytest.mark.parametrize("name", ROFORMERS)
-def test_every_roformer_model_separates_with_progress(name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", THROUGH_THE_CLI)
+def test_every_roformer_family_separates_with_progress_from_the_cli(
+    name: str, tmp_path: Path
+) -> None:
     song = write_audio(tmp_path / "song.flac", seconds=1.5)
     done = soundforge("separate", song, "-o", tmp_path / "out", "--model", name, "--json")
     assert done.returncode == 0, done.stderr
@@ -35,35 +59,56 @@ def test_every_roformer_model_separates_with_progress(name: str, tmp_path: Path)
     messages = [json.loads(line) for line in done.stdout.splitlines()]
     result = messages[-1]
     assert result["type"] == "result"
-    assert set(result["stems"]) == set(MODELS[name].stems)
-    for path in result["stems"].values():
-        info = sf.info(path)
-        assert info.samplerate == 44100 and abs(info.frames - 66150) <= 1
-    percents = [m["percent"] for m in messages if m["type"] == "progress"]
-    assert len(set(percents)) > 3 and percents == sorted(percents)
+    assert_separated(name, result["stems"],
+                     [m["percent"] for m in messages if m["type"] == "progress"])
+
+
+@pytest.mark.parametrize("name", [n for n in ROFORMERS if n not in THROUGH_THE_CLI])
+def test_every_other_roformer_model_separates_with_progress(
+    engine: LocalEngine, name: str, tmp_path: Path
+) -> None:
+    song = write_audio(tmp_path / "song.flac", seconds=1.5)
+    percents: list[int] = []
+    result = engine.separate(song, SeparationOptions(model=name), percents.append,
+                             destination=tmp_path / "out")
+    assert_separated(name, {k: str(v) for k, v in result.stems.items()}, percents)
+
+
+def assert_mono_stems(folder: Path, files: set[str]) -> None:
+    assert {p.name for p in folder.iterdir()} == files
+    for name in files:
+        if name.endswith((".wav", ".flac")):
+            assert sf.info(str(folder / name)).channels == 1  # mono in, mono out
 
 
 @pytest.mark.usefixtures("model_env")
-@pytest.mark.parametrize(
-    ("args", "files"),
-    [
-        (["--format", "flac", "--stems", "guitar,piano"], {"guitar.flac", "piano.flac"}),
-        (["--format", "mp3", "--two-stems", "vocals"], {"vocals.mp3", "no_vocals.mp3"}),
-        (["--format", "wav", "--wav-depth", "24", "--sample-rate", "48000"],
-         {f"{s}.wav" for s in MODELS["bs_roformer_6s"].stems}),
-    ],
-)
-def test_formats_and_stem_choices(args: list[str], files: set[str], tmp_path: Path) -> None:
+def test_wav_depth_and_sample_rate_from_the_cli(tmp_path: Path) -> None:
     song = write_audio(tmp_path / "song.wav", seconds=1.2, channels=1)
     done = soundforge("separate", song, "-o", tmp_path / "out", "--model", "bs_roformer_6s",
-                      *args)
+                      "--format", "wav", "--wav-depth", "24", "--sample-rate", "48000")
     assert done.returncode == 0, done.stderr
-    written = {p.name for p in (tmp_path / "out" / "song").iterdir()}
-    assert written == files
-    for name in files:
-        if name.endswith((".wav", ".flac")):
-            info = sf.info(str(tmp_path / "out" / "song" / name))
-            assert info.channels == 1  # mono in, mono out
+    assert_mono_stems(tmp_path / "out" / "song",
+                      {f"{s}.wav" for s in MODELS["bs_roformer_6s"].stems})
+    info = sf.info(str(tmp_path / "out" / "song" / "vocals.wav"))
+    assert (info.subtype, info.samplerate) == ("PCM_24", 48000)
+
+
+@pytest.mark.parametrize(
+    ("options", "files"),
+    [
+        ({"format": "flac", "stems": ("guitar", "piano")}, {"guitar.flac", "piano.flac"}),
+        ({"format": "mp3", "two_stems": "vocals"}, {"vocals.mp3", "no_vocals.mp3"}),
+    ],
+)
+def test_formats_and_stem_choices(
+    engine: LocalEngine, options: dict[str, Any], files: set[str], tmp_path: Path
+) -> None:
+    """Through the module's warm engine (what the CLI calls): the CLI's --format,
+    --stems and --two-stems are run by the case above and test_cli_separate.py."""
+    song = write_audio(tmp_path / "song.wav", seconds=1.2, channels=1)
+    engine.separate(song, SeparationOptions(model="bs_roformer_6s", **options),
+                    destination=tmp_path / "out")
+    assert_mono_stems(tmp_path / "out", files)
 
 
 @pytest.mark.usefixtures("model_env")
@@ -100,17 +145,6 @@ def test_demucs_chunking_options_are_refused_not_ignored(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.wav"))
 
 
-@pytest.mark.usefixtures("model_env")
-def test_models_list_shows_roformer_names_whole_with_their_source() -> None:
-    table = soundforge("models", "list")
-    assert table.returncode == 0
-    for name in ROFORMERS:
-        assert name in table.stdout  # never cut short: it is what people type
-    rows = {row["model"]: row for row in map(json.loads,
-                                             soundforge("models", "list", "--json")
-                                             .stdout.splitlines())}
-    kim = rows["mel_roformer_vocals"]
-    assert kim["family"] == "mel_band_roformer" and kim["author"] == "Kimberley Jensen"
-    assert kim["published_quality"].startswith("vocals 12.60 dB")
-    assert kim["published_quality_source"].startswith("https://")
-    assert kim["available"] is True and kim["where"].startswith("repo ")
+# `models list` with the RoFormer rows (names never cut short, family, author,
+# published quality and source, where): test_cli_separate.py's models-list test,
+# on the same two CLI runs as the Demucs rows.

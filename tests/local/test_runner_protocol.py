@@ -40,9 +40,9 @@ def run_runner(lines: list[str], answers: int) -> list[dict]:
     return messages
 
 
-def request(tmp_path: Path, tiny_repo: Path, rid: str, **options: object) -> dict:
-    source = write_audio(tmp_path / f"{rid}.wav", seconds=2)
-    out = tmp_path / f"out-{rid}"
+def request(folder: Path, tiny_repo: Path, rid: str, **options: object) -> dict:
+    source = write_audio(folder / f"{rid}.wav", seconds=1)
+    out = folder / f"out-{rid}"
     out.mkdir()
     return RunRequest.build(
         rid, source, out, SeparationOptions(**options), repo=tiny_repo,  # type: ignore[arg-type]
@@ -50,11 +50,18 @@ def request(tmp_path: Path, tiny_repo: Path, rid: str, **options: object) -> dic
     ).to_message()
 
 
-def test_message_order_progress_then_result_then_error(tmp_path: Path, tiny_repo: Path) -> None:
-    good = request(tmp_path, tiny_repo, "a")
-    bad = request(tmp_path, tiny_repo, "b", model="nope")
-    messages = run_runner([json.dumps(good), json.dumps(bad)], answers=2)
-    first = [m for m in messages if m["id"] == "a"]
+@pytest.fixture(scope="module")
+def conversation(tmp_path_factory: pytest.TempPathFactory, tiny_repo: Path) -> list[dict]:
+    """One runner's answers to a line of garbage, a good request and a bad one,
+    sent in that order (the tests below read different parts of it)."""
+    folder = tmp_path_factory.mktemp("protocol")
+    good = request(folder, tiny_repo, "a")
+    bad = request(folder, tiny_repo, "b", model="nope")
+    return run_runner(["not json", json.dumps(good), json.dumps(bad)], answers=3)
+
+
+def test_message_order_progress_then_result_then_error(conversation: list[dict]) -> None:
+    first = [m for m in conversation if m.get("id") == "a"]
     assert {m["type"] for m in first[:-1]} == {"progress"}
     percents = [m["percent"] for m in first[:-1]]
     assert percents == sorted(percents) and percents[0] == 0
@@ -63,16 +70,18 @@ def test_message_order_progress_then_result_then_error(tmp_path: Path, tiny_repo
     assert set(result["stems"]) == {"drums", "bass", "other", "vocals"}
     for path in result["stems"].values():
         assert Path(path).is_absolute() and Path(path).is_file()
-    second = [m for m in messages if m["id"] == "b"]
+    second = [m for m in conversation if m.get("id") == "b"]
     assert [m["type"] for m in second] == ["error"]
     assert "Unknown model 'nope'" in second[0]["message"]
     assert second[0]["code"] == "invalid_option"
+    # The result came before the next request's error.
+    assert conversation.index(result) < conversation.index(second[0])
 
 
-def test_garbage_on_stdin_is_answered_not_fatal(tmp_path: Path, tiny_repo: Path) -> None:
-    messages = run_runner(["not json", json.dumps(request(tmp_path, tiny_repo, "c"))], answers=2)
-    assert messages[0]["type"] == "error" and messages[0]["code"] == "protocol_error"
-    assert messages[-1]["type"] == "result"
+def test_garbage_on_stdin_is_answered_not_fatal(conversation: list[dict]) -> None:
+    assert conversation[0]["type"] == "error" and conversation[0]["code"] == "protocol_error"
+    # The runner went on: the request after the garbage was separated.
+    assert [m["type"] for m in conversation if m.get("id") == "a"][-1] == "result"
 
 
 @pytest.mark.parametrize("close_stdin", [True, False])
