@@ -1,16 +1,27 @@
 """Fixtures for the web app: a fresh data directory, the app on the real
-pipeline (SQLite + SQLite queue), test clients signed in as two users."""
+pipeline (SQLite + SQLite queue), test clients signed in as two users.
+
+Every test gets its own data directory and database, but the database is not
+migrated per test: it is a copy of one migrated once per session (migrations
+are what tests/pipeline/test_db.py tests). Each app compiles its templates
+from the same files, so the compiled code is shared through Jinja's bytecode
+cache, which checks each template's source before reusing it."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import jinja2
 import pytest
 from fastapi.testclient import TestClient
 
 from soundforge.config import Settings
 from soundforge.db.migrate import upgrade_database
+from soundforge.db.session import SQLITE_FILENAME
 from soundforge.jobs.pipeline import Pipeline
 from soundforge.web import create_app
 from tests.support.audio import write_audio
@@ -29,16 +40,72 @@ def settings(tmp_path: Path, fake_lalalai: FakeLalalai) -> Settings:
                     lalalai_url=fake_lalalai.url)
 
 
+# What ``upgrade_database`` leaves in a new data directory: the database (with
+# the installation's secret check recorded) and the secret it was made with.
+MIGRATED_FILES = (SQLITE_FILENAME, "secret_key")
+
+
+@pytest.fixture(scope="session")
+def migrated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory as a first start leaves it, made once per session."""
+    data_dir = tmp_path_factory.mktemp("migrated") / "data"
+    with pytest.MonkeyPatch.context() as patch:
+        # Made before any test's isolated environment: the developer's own
+        # settings (a database URL, a secret) must not reach it either.
+        for name in list(os.environ):
+            if name.startswith("SOUNDFORGE_"):
+                patch.delenv(name)
+        upgrade_database(Settings(data_dir=data_dir))
+    # Fold the write-ahead log into the file, so that the file alone is the database.
+    connection = sqlite3.connect(data_dir / SQLITE_FILENAME)
+    try:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+    return data_dir
+
+
+def migrated_copy(template: Path, data_dir: Path) -> None:
+    """Give ``data_dir`` its own copy of the migrated database and its secret."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name in MIGRATED_FILES:
+        shutil.copyfile(template / name, data_dir / name)
+
+
+class _TemplateCache(jinja2.BytecodeCache):
+    """Compiled templates in memory, keyed (by Jinja) by name and source checksum."""
+
+    def __init__(self) -> None:
+        self.code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self.code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.code[bucket.key] = bucket.bytecode_to_string()
+
+
+TEMPLATE_CACHE = _TemplateCache()
+
+
+def share_compiled_templates(app) -> None:
+    app.state.templates.env.bytecode_cache = TEMPLATE_CACHE
+
+
 @pytest.fixture
-def pipeline(settings: Settings) -> Iterator[Pipeline]:
-    upgrade_database(settings)
+def pipeline(settings: Settings, migrated_data_dir: Path) -> Iterator[Pipeline]:
+    migrated_copy(migrated_data_dir, settings.data_dir)
     with Pipeline(settings) as opened:
         yield opened
 
 
 @pytest.fixture
 def app(settings: Settings, pipeline: Pipeline):
-    return create_app(settings, pipeline=pipeline)
+    created = create_app(settings, pipeline=pipeline)
+    share_compiled_templates(created)
+    return created
 
 
 @pytest.fixture
