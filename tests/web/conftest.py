@@ -139,3 +139,52 @@ def bob(app) -> Iterator[User]:
 @pytest.fixture
 def wav(tmp_path: Path) -> Path:
     return write_audio(tmp_path / "My Song.wav", seconds=2.0)
+
+
+# --- the browser tests ----------------------------------------------------------------
+# They all run on one pytest worker (xdist group "browser"), so these session
+# fixtures are started once: one Chromium, one server for the tests that need
+# nothing special of it. A test that needs a server configured otherwise (no
+# worker, another model repository, streaming players) starts its own.
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Chromium, through Playwright; each test opens its own context (cookies,
+    storage, viewport), so tests share nothing but the process."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.web.browser_support import CHROMIUM_ARGS, ensure_chromium
+
+    executable = ensure_chromium()
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory,
+           fake_lalalai_server: FakeLalalai) -> Iterator[str]:
+    """The product with an embedded worker and a tiny htdemucs, LALAL.AI faked."""
+    from tests.web.browser_support import serve
+
+    yield from serve(tmp_path_factory.mktemp("browser"),
+                     SOUNDFORGE_LALALAI_URL=fake_lalalai_server.url,
+                     SOUNDFORGE_LALALAI_POLL_INTERVAL="0.2")
+
+
+@pytest.fixture(scope="session")
+def models_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A worker and a repository of tiny htdemucs, htdemucs_ft, htdemucs_6s and
+    mel_roformer_karaoke: ensemble_six_stems and the karaoke RoFormer are ready;
+    the presets with mdx_extra and the other RoFormers are not."""
+    from tests.support.tiny_models import build_tiny_repo
+    from tests.web.browser_support import serve
+
+    base = tmp_path_factory.mktemp("browser-models")
+    repo = build_tiny_repo(base / "repo", names=("htdemucs", "htdemucs_ft", "htdemucs_6s",
+                                                 "mel_roformer_karaoke"))
+    yield from serve(base, SOUNDFORGE_MODEL_REPO=str(repo))
