@@ -26,7 +26,7 @@ from soundforge.jobs.pipeline import Pipeline
 from soundforge.web import create_app
 from tests.support.audio import write_audio
 from tests.support.fake_lalalai import FakeLalalai, fake_lalalai, fake_lalalai_server
-from tests.web.helpers import signup
+from tests.web.helpers import signup, upload
 
 __all__ = ["fake_lalalai", "fake_lalalai_server"]  # fixtures used by this package
 
@@ -139,6 +139,45 @@ def bob(app) -> Iterator[User]:
 @pytest.fixture
 def wav(tmp_path: Path) -> Path:
     return write_audio(tmp_path / "My Song.wav", seconds=2.0)
+
+
+class SharedSite:
+    """One app, one signed-in user and one uploaded track for a whole module."""
+
+    def __init__(self, pipeline: Pipeline, app, alice: User, track: str) -> None:
+        self.pipeline = pipeline
+        self.app = app
+        self.alice = alice
+        self.track = track
+
+
+@pytest.fixture(scope="module")
+def shared_site(tmp_path_factory: pytest.TempPathFactory, migrated_data_dir: Path,
+                fake_lalalai_server: FakeLalalai) -> Iterator[SharedSite]:
+    """For a module's many one-request cases that write nothing (each checks
+    that it wrote nothing): the per-test app, signed-in Alice and her track,
+    made once. Built before any test's isolated environment, so its settings
+    are read under the same isolation (tests/conftest.py's ``isolated_env``)."""
+    base = tmp_path_factory.mktemp("shared-site")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("SOUNDFORGE_") or name in (
+                "LALALAI_API_KEY", "SYSTEM_LALALAI_ACTIVATION_KEY",
+            ):
+                patch.delenv(name)
+        patch.setenv("SOUNDFORGE_MODEL_CACHE", str(base / "model-cache"))
+        patch.setenv("SOUNDFORGE_THREADS", "1")
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        settings = Settings(data_dir=base / "data", max_upload_mb=MAX_UPLOAD_MB,
+                            lalalai_url=fake_lalalai_server.url)
+    migrated_copy(migrated_data_dir, settings.data_dir)
+    with Pipeline(settings) as pipeline:
+        app = create_app(settings, pipeline=pipeline)
+        share_compiled_templates(app)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            alice = User(client, "alice@example.com")
+            track = upload(client, alice.csrf, write_audio(base / "My Song.wav", seconds=2.0))
+            yield SharedSite(pipeline, app, alice, track["id"])
 
 
 # --- the browser tests ----------------------------------------------------------------
