@@ -59,6 +59,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# ``soundforge serve`` as its console script runs it (``soundforge.cli.main``),
+# with argon2's cheapest parameters, as in the test process itself (the
+# ``cheap_password_hashing`` fixture of tests/conftest.py): the hashes are real
+# and checked by the same code, but each of the browser tests' sign-ups, logins
+# and password changes costs microseconds instead of 0.15 s of the server's CPU.
+# Production's parameters are tests/web/test_auth.py's, and test_login_limits.py
+# runs ``python -m soundforge serve`` with them.
+SERVE = (
+    "from argon2 import PasswordHasher, profiles\n"
+    "from soundforge.db import security\n"
+    "security.use_password_hasher(PasswordHasher.from_parameters(profiles.CHEAPEST))\n"
+    "from soundforge.cli.main import main\n"
+    "main()\n"
+)
+
+
 def serve(base: Path, *args: str, **extra_env: str) -> Iterator[str]:
     """``soundforge serve [args]`` on a free loopback port, with tiny models
     (a repository of htdemucs alone unless ``SOUNDFORGE_MODEL_REPO`` is given)."""
@@ -85,7 +101,7 @@ def serve(base: Path, *args: str, **extra_env: str) -> Iterator[str]:
     })
     log = open(base / "server.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [sys.executable, "-m", "soundforge", "serve", *args], env=env, stdout=log, stderr=log,
+        [sys.executable, "-c", SERVE, "serve", *args], env=env, stdout=log, stderr=log,
         cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"
