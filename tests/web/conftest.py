@@ -219,11 +219,14 @@ def server(tmp_path_factory: pytest.TempPathFactory,
 def models_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A worker and a repository of tiny htdemucs, htdemucs_ft, htdemucs_6s and
     mel_roformer_karaoke: ensemble_six_stems and the karaoke RoFormer are ready;
-    the presets with mdx_extra and the other RoFormers are not."""
+    the presets with mdx_extra and the other RoFormers are not. Its player
+    streams every separation (decode limit 0 minutes) instead of decoding it in
+    the browser; ``server``'s decodes them."""
     from tests.support.tiny_models import build_tiny_repo
     from tests.web.browser_support import serve
 
     base = tmp_path_factory.mktemp("browser-models")
     repo = build_tiny_repo(base / "repo", names=("htdemucs", "htdemucs_ft", "htdemucs_6s",
                                                  "mel_roformer_karaoke"))
-    yield from serve(base, SOUNDFORGE_MODEL_REPO=str(repo))
+    yield from serve(base, SOUNDFORGE_MODEL_REPO=str(repo),
+                     SOUNDFORGE_PLAYER_DECODE_LIMIT_MINUTES="0")

@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.audio import write_audio
-from tests.web.browser_support import serve, shot
+from tests.web.browser_support import shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 
-@pytest.fixture(scope="module")
-def streaming_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server whose player streams every separation (decode limit 0 minutes)."""
-    yield from serve(tmp_path_factory.mktemp("browser-stream"),
-                     SOUNDFORGE_PLAYER_DECODE_LIMIT_MINUTES="0")
+@pytest.fixture
+def streaming_server(models_server: str) -> str:
+    """conftest.py's server whose player streams every separation (decode limit
+    0 minutes); its default model is htdemucs, like ``server``'s."""
+    return models_server
 
 
 def test_newcomer_journey(server: str, browser, tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ CHECKED = ("[...document.querySelectorAll('#separate-dialog [data-stem-choices] 
 @pytest.fixture
 def server(models_server: str) -> str:
     """conftest.py's server whose model repository holds htdemucs and the karaoke
-    RoFormer (and the models of ensemble_six_stems, not used here)."""
+    RoFormer (and the models of ensemble_six_stems, not used here); its player
+    streams the stems (test_browser.py's streaming test checks that mode)."""
     return models_server
 
 
