@@ -3,9 +3,9 @@ pipeline (SQLite + SQLite queue), test clients signed in as two users.
 
 Every test gets its own data directory and database, but the database is not
 migrated per test: it is a copy of one migrated once per session (migrations
-are what tests/pipeline/test_db.py tests). Each app compiles its templates
-from the same files, so the compiled code is shared through Jinja's bytecode
-cache, which checks each template's source before reusing it."""
+are what tests/pipeline/test_db.py tests). Every app renders the same template
+files with the same globals, so the apps share one template environment: each
+template is compiled once per session, not once per test."""
 
 from __future__ import annotations
 
@@ -88,10 +88,17 @@ class _TemplateCache(jinja2.BytecodeCache):
 
 
 TEMPLATE_CACHE = _TemplateCache()
+_FIRST_TEMPLATES: list = []
 
 
 def share_compiled_templates(app) -> None:
-    app.state.templates.env.bytecode_cache = TEMPLATE_CACHE
+    """Every test app renders through the first one's templates (the same files,
+    globals and filters; Jinja reloads a template whose file changed), so each
+    template is loaded once per session instead of once per test."""
+    if not _FIRST_TEMPLATES:
+        app.state.templates.env.bytecode_cache = TEMPLATE_CACHE
+        _FIRST_TEMPLATES.append(app.state.templates)
+    app.state.templates = _FIRST_TEMPLATES[0]
 
 
 @pytest.fixture
