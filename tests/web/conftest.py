@@ -194,21 +194,37 @@ def shared_site(tmp_path_factory: pytest.TempPathFactory, migrated_data_dir: Pat
 # worker, another model repository, streaming players) starts its own.
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    """Chromium, through Playwright; each test opens its own context (cookies,
+_CHROMIUM: dict[str, object] = {}
+
+
+@pytest.fixture
+def browser() -> object:
+    """Chromium, through Playwright, started by the first browser test and
+    shared by those that follow it; each test opens its own context (cookies,
     storage, viewport), so tests share nothing but the process."""
-    from playwright.sync_api import sync_playwright
+    if not _CHROMIUM:
+        from playwright.sync_api import sync_playwright
 
-    from tests.web.browser_support import CHROMIUM_ARGS, ensure_chromium
+        from tests.web.browser_support import CHROMIUM_ARGS, ensure_chromium
 
-    executable = ensure_chromium()
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        executable = ensure_chromium()
+        playwright = sync_playwright().start()
+        _CHROMIUM["playwright"] = playwright
+        _CHROMIUM["instance"] = playwright.chromium.launch(executable_path=executable,
+                                                           args=CHROMIUM_ARGS)
+    return _CHROMIUM["instance"]
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop Chromium after the last of a run of browser tests: Playwright's sync
+    API keeps an event loop running in this thread while it is started, and
+    the tests after it on the same worker call asyncio.run()."""
+    if _CHROMIUM and (nextitem is None or nextitem.get_closest_marker("browser") is None):
+        instance, playwright = _CHROMIUM.pop("instance"), _CHROMIUM.pop("playwright")
         try:
-            yield instance
+            instance.close()  # type: ignore[attr-defined]
         finally:
-            instance.close()
+            playwright.stop()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
