@@ -1,5 +1,5 @@
-"""What the browser tests share: Debian's Chromium (started once per session by
-the ``browser`` fixture in conftest.py), ``soundforge serve`` on a loopback
+"""What the browser tests share: Debian's Chromium (started once for a run of
+browser tests by the ``browser`` fixture in conftest.py), ``soundforge serve`` on a loopback
 port with tiny models, and screenshots to test-artifacts/screenshots/.
 
 A server is the real product: Uvicorn, the embedded worker and its runner
