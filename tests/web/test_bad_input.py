@@ -1,6 +1,10 @@
 """Bad input on every route: odd ids, non-finite and out-of-range numbers, bogus
 filters. Each is refused with 404 or 422 and a documented code, and nothing is
-written."""
+written.
+
+The many one-request cases share one app, user and track per module
+(``shared_site``): each still checks that its own request wrote no job.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from sqlalchemy import func, select
 
 from soundforge.db import ProcessingJob
 from soundforge.engines.base import NUMERIC_RULES, numeric_fields
-from tests.web.conftest import User
+from tests.web.conftest import SharedSite, User
 from tests.web.helpers import upload
 
 # Ids that cannot name a row: beyond 64 bits, negative, zero, NUL, huge, SQL.
@@ -76,8 +80,9 @@ def test_every_route_with_an_id_answers_404_or_422_for_any_bad_id(
 @pytest.mark.parametrize("value", ["Infinity", "-Infinity", "NaN", "1e400", '"inf"', '"nan"'])
 @pytest.mark.parametrize("name", sorted(numeric_fields()))
 def test_non_finite_numbers_are_refused_before_anything_is_written(
-    alice: User, track: str, pipeline, name: str, value: str
+    shared_site: SharedSite, name: str, value: str
 ) -> None:
+    alice, track, pipeline = shared_site.alice, shared_site.track, shared_site.pipeline
     # Raw JSON: Python's parser (and so the server's) accepts Infinity and NaN.
     response = alice.client.post(
         f"/api/tracks/{track}/separations",
@@ -109,8 +114,9 @@ def test_every_numeric_option_has_a_range() -> None:
 @pytest.mark.parametrize(("name", "value"),
                          [(n, v) for n, values in OUT_OF_RANGE.items() for v in values])
 def test_out_of_range_numbers_are_refused_with_the_allowed_range(
-    alice: User, track: str, pipeline, name: str, value: float
+    shared_site: SharedSite, name: str, value: float
 ) -> None:
+    alice, track, pipeline = shared_site.alice, shared_site.track, shared_site.pipeline
     body = {"engine": "local", "model": "htdemucs", "format": "mp3", name: value}
     response = alice.client.post(f"/api/tracks/{track}/separations", json=body,
                                  headers=alice.headers())
@@ -132,8 +138,8 @@ def test_good_numbers_still_make_a_job(alice: User, track: str, pipeline) -> Non
 
 
 @pytest.mark.parametrize("status", ["bogus", "queued,bogus", "QUEUED", "running;"])
-def test_an_unknown_job_status_filter_is_refused(alice: User, status: str) -> None:
-    response = alice.client.get("/api/jobs", params={"status": status})
+def test_an_unknown_job_status_filter_is_refused(shared_site: SharedSite, status: str) -> None:
+    response = shared_site.alice.client.get("/api/jobs", params={"status": status})
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "invalid_option"

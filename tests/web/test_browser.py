@@ -1,5 +1,6 @@
 """The product in a real browser: Debian's Chromium driven by Playwright against
 ``soundforge serve`` (real Uvicorn, real embedded worker, tiny Demucs models).
+The browser and the plain server are conftest.py's, shared by the browser tests.
 
 Screenshots of every page go to test-artifacts/screenshots/.
 """
@@ -7,142 +8,22 @@ Screenshots of every page go to test-artifacts/screenshots/.
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.audio import write_audio
+from tests.web.browser_support import shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "test-artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # The player starts on a click, but the test must not depend on a sound card.
-    "--autoplay-policy=no-user-gesture-required",
-]
 
-
-def _ensure_chromium() -> str:
-    if Path(CHROMIUM).exists():
-        return CHROMIUM
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            capture_output=True,
-            check=False,
-            timeout=600,
-        )
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed and could not be installed "
-                    "(apt-get install chromium); browser tests need it.")
-    return CHROMIUM
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(base: Path, *args: str, **extra_env: str) -> Iterator[str]:
-    """``soundforge serve [args]`` on a free loopback port, with tiny models."""
-    from tests.support.tiny_models import build_tiny_repo
-
-    repo = build_tiny_repo(base / "models", names=("htdemucs",))
-    port = _free_port()
-    env = {
-        key: value for key, value in os.environ.items()
-        if not key.startswith("SOUNDFORGE_") and key not in ("LALALAI_API_KEY",
-                                                             "SYSTEM_LALALAI_ACTIVATION_KEY")
-    }
-    env.update({
-        "SOUNDFORGE_DATA_DIR": str(base / "data"),
-        "SOUNDFORGE_MODEL_REPO": str(repo),
-        "SOUNDFORGE_PORT": str(port),
-        "SOUNDFORGE_DEVICE": "cpu",
-        "SOUNDFORGE_THREADS": "1",
-        "SOUNDFORGE_WORKER_CONCURRENCY": "1",
-        "SOUNDFORGE_LOG_LEVEL": "WARNING",
-        "HF_HUB_OFFLINE": "1",
-        **extra_env,
-    })
-    log = open(base / "server.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "soundforge", "serve", *args], env=env, stdout=log, stderr=log,
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if process.poll() is not None:
-                break
-            try:
-                if httpx.get(url + "/login", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        if process.poll() is not None:
-            log.flush()
-            pytest.fail("soundforge serve exited:\n" + (base / "server.log").read_text()[-3000:])
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _serve(tmp_path_factory.mktemp("browser"))
-
-
-@pytest.fixture(scope="module")
-def streaming_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server whose player streams every separation (decode limit 0 minutes)."""
-    yield from _serve(tmp_path_factory.mktemp("browser-stream"),
-                      SOUNDFORGE_PLAYER_DECODE_LIMIT_MINUTES="0")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    executable = _ensure_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    # A full-page shot of a scrolled page paints the sticky header mid-page.
-    page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+@pytest.fixture
+def streaming_server(models_server: str) -> str:
+    """conftest.py's server whose player streams every separation (decode limit
+    0 minutes); its default model is htdemucs, like ``server``'s."""
+    return models_server
 
 
 def test_newcomer_journey(server: str, browser, tmp_path: Path) -> None:

@@ -4,21 +4,13 @@ phone width. What a person sees is checked, not only the DOM."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.web.test_browser import _serve, shot
-from tests.web.test_browser import browser as browser  # the fixture, shared
+from tests.web.browser_support import shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from _serve(tmp_path_factory.mktemp("browser-account"))
 
 
 def signed_in(browser, server: str, email: str, width: int, *, sign_up: bool = False):

@@ -4,16 +4,13 @@ the default in the settings. Screenshots: test-artifacts/screenshots/ensembles-*
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from soundforge.engines.local.ensemble import PRESETS
 from tests.support.audio import write_audio
-from tests.support.tiny_models import build_tiny_repo
-from tests.web.test_browser import _serve, shot
-from tests.web.test_browser import browser as browser  # the fixture, shared
+from tests.web.browser_support import shot
 from tests.web.test_browser_ui import (
     DESKTOP,
     PHONE,
@@ -29,13 +26,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("br
 ENSEMBLE_GROUP = "optgroup[label='Ensembles (several models combined)']"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Tiny htdemucs, htdemucs_ft and htdemucs_6s: ensemble_six_stems is ready,
-    the presets with mdx_extra are not."""
-    base = tmp_path_factory.mktemp("ensembles")
-    repo = build_tiny_repo(base / "ensemble-models", ("htdemucs", "htdemucs_ft", "htdemucs_6s"))
-    yield from _serve(base, SOUNDFORGE_MODEL_REPO=str(repo))
+@pytest.fixture
+def server(models_server: str) -> str:
+    """conftest.py's server with tiny htdemucs, htdemucs_ft and htdemucs_6s (and a
+    RoFormer): ensemble_six_stems is ready, the presets with mdx_extra are not."""
+    return models_server
 
 
 def open_dialog(page, track: str):

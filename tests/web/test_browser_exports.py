@@ -13,9 +13,7 @@ import soundfile as sf
 
 from tests.export.conftest import ffmpeg_decode, ffprobe, needs_ffmpeg
 from tests.support.audio import write_audio
-from tests.web.test_browser import browser, server, shot
-
-__all__ = ["browser", "server"]  # fixtures shared with test_browser.py
+from tests.web.browser_support import shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser"),
               needs_ffmpeg]

@@ -5,15 +5,12 @@ to test-artifacts/screenshots/ (issue14-*)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.audio import write_audio
-from tests.support.tiny_models import build_tiny_repo
-from tests.web.test_browser import _serve, shot
-from tests.web.test_browser import browser as browser  # the fixture, shared
+from tests.web.browser_support import shot
 from tests.web.test_browser_ui import PHONE, add_track, api, new_page, no_sideways_scroll
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
@@ -22,12 +19,12 @@ CHECKED = ("[...document.querySelectorAll('#separate-dialog [data-stem-choices] 
            ".filter(i => i.checked).map(i => i.value)")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A worker and a model repository holding htdemucs and the karaoke RoFormer."""
-    base = tmp_path_factory.mktemp("issue14")
-    repo = build_tiny_repo(base / "repo", names=("htdemucs", "mel_roformer_karaoke"))
-    yield from _serve(base, SOUNDFORGE_MODEL_REPO=str(repo))
+@pytest.fixture
+def server(models_server: str) -> str:
+    """conftest.py's server whose model repository holds htdemucs and the karaoke
+    RoFormer (and the models of ensemble_six_stems, not used here); its player
+    streams the stems (test_browser.py's streaming test checks that mode)."""
+    return models_server
 
 
 def test_picking_a_roformer_model_and_playing_its_stems(server: str, browser,

@@ -19,8 +19,7 @@ import pytest
 
 from tests.support.audio import write_audio
 from tests.support.fake_lalalai import FakeLalalai
-from tests.web.test_browser import _serve, shot
-from tests.web.test_browser import browser as browser  # the fixture, shared
+from tests.web.browser_support import serve, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
@@ -29,19 +28,13 @@ PHONE = {"width": 390, "height": 844}
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory,
-           fake_lalalai_server: FakeLalalai) -> Iterator[str]:
-    """The product with a worker and a tiny htdemucs, LALAL.AI faked."""
-    yield from _serve(tmp_path_factory.mktemp("issue15"),
-                      SOUNDFORGE_LALALAI_URL=fake_lalalai_server.url,
-                      SOUNDFORGE_LALALAI_POLL_INTERVAL="0.2")
+# ``server`` (conftest.py): the product with a worker and a tiny htdemucs, LALAL.AI faked.
 
 
 @pytest.fixture(scope="module")
 def idle_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """No worker: jobs stay queued for as long as a test looks at them."""
-    yield from _serve(tmp_path_factory.mktemp("issue15-idle"), "--no-worker")
+    yield from serve(tmp_path_factory.mktemp("issue15-idle"), "--no-worker")
 
 
 def new_page(browser, server: str, email: str, viewport: dict[str, int] = DESKTOP, **options):

@@ -18,7 +18,7 @@ from mutagen.mp4 import Atoms
 
 from soundforge.db import ProcessingJob, Track
 from tests.export.conftest import ffmpeg_decode, ffprobe, needs_ffmpeg
-from tests.web.conftest import User
+from tests.web.conftest import SharedSite, User
 from tests.web.helpers import completed_job, upload
 
 FOUR = ("drums", "bass", "other", "vocals")
@@ -28,6 +28,13 @@ FOUR = ("drums", "bass", "other", "vocals")
 def job(alice: User, pipeline, wav: Path) -> tuple[str, str]:
     track = upload(alice.client, alice.csrf, wav)["id"]
     return track, completed_job(pipeline, track, FOUR, seconds=1.5)
+
+
+@pytest.fixture(scope="module")
+def shared_job(shared_site: SharedSite) -> str:
+    """For the bad requests that write nothing (each checks it left no file):
+    one finished separation per module, as ``job`` makes it."""
+    return completed_job(shared_site.pipeline, shared_site.track, FOUR, seconds=1.5)
 
 
 def stems_on_disk(pipeline, job_id: str) -> dict[str, np.ndarray]:
@@ -103,9 +110,9 @@ def test_mix_download_is_the_players_sum(alice: User, pipeline, job, tmp_path: P
         ("format=ogg", "Unknown mix format"),
     ],
 )
-def test_bad_mix_requests_say_what_to_change(alice: User, pipeline, job, query: str,
-                                             message: str) -> None:
-    _, job_id = job
+def test_bad_mix_requests_say_what_to_change(shared_site: SharedSite, shared_job: str,
+                                             query: str, message: str) -> None:
+    alice, pipeline, job_id = shared_site.alice, shared_site.pipeline, shared_job
     response = alice.client.get(f"/export/mix/{job_id}?{query}", headers=alice.headers())
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_option"
@@ -173,8 +180,9 @@ def test_zip_entries_follow_the_users_template(alice: User, pipeline, job) -> No
     ],
 )
 def test_bad_templates_are_refused_in_the_api_and_the_settings_page(
-    alice: User, template: str, message: str
+    shared_site: SharedSite, template: str, message: str
 ) -> None:
+    alice = shared_site.alice
     response = alice.client.patch("/api/settings", headers=alice.headers(),
                                   json={"filename_template": template})
     assert response.status_code == 422

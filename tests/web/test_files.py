@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from soundforge.web.zipstream import CHUNK, stream_zip
-from tests.web.conftest import User
+from tests.web.conftest import SharedSite, User
 from tests.web.helpers import completed_job, upload
 
 
@@ -20,6 +20,12 @@ from tests.web.helpers import completed_job, upload
 def job(alice: User, pipeline, wav: Path) -> tuple[str, str]:
     track = upload(alice.client, alice.csrf, wav)["id"]
     return track, completed_job(pipeline, track, ("vocals", "drums", "bass"))
+
+
+@pytest.fixture(scope="module")
+def shared_job(shared_site: SharedSite) -> str:
+    """One finished separation per module, as ``job`` makes it."""
+    return completed_job(shared_site.pipeline, shared_site.track, ("vocals", "drums", "bass"))
 
 
 def test_stem_file_is_served_with_range_support(alice: User, pipeline, job) -> None:
@@ -43,8 +49,10 @@ def test_stem_file_is_served_with_range_support(alice: User, pipeline, job) -> N
     "vocals.wav%00.txt",
     "....%2F%2F....%2F%2Fsecret_key",
 ])
-def test_path_traversal_is_impossible(alice: User, pipeline, job, name: str) -> None:
-    _, job_id = job
+def test_path_traversal_is_impossible(shared_site: SharedSite, shared_job: str,
+                                      name: str) -> None:
+    # Only GETs: one app, user and finished separation for all the names.
+    alice, pipeline, job_id = shared_site.alice, shared_site.pipeline, shared_job
     secret = (Path(pipeline.settings.data_dir) / "secret_key").read_text().strip()
     for url in (f"/files/stems/{job_id}/{name}", f"/files/stems/{name}/vocals.wav",
                 f"/files/stems/{job_id}/../../secret_key", f"/files/{name}"):

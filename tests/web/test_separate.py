@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from soundforge.db import ProcessingJob
 from tests.support.fake_lalalai import FakeLalalai
-from tests.web.conftest import User
+from tests.web.conftest import SharedSite, User
 from tests.web.helpers import upload
 
 
@@ -67,8 +67,10 @@ def test_form_creates_a_queued_job_and_shows_it_on_the_card(alice: User, track: 
     ("format", "ogg", "Unknown output format"),
     ("engine", "magic", "Unknown engine"),
 ])
-def test_unknown_model_or_stem_in_the_form(alice: User, track: str, pipeline, field: str,
+def test_unknown_model_or_stem_in_the_form(shared_site: SharedSite, field: str,
                                            value: str, words: str) -> None:
+    # One request that writes nothing: one app, user and track for all the cases.
+    alice, track, pipeline = shared_site.alice, shared_site.track, shared_site.pipeline
     data = {"csrf_token": alice.csrf, "engine": "local", "model": "htdemucs", "format": "wav",
             field: value}
     response = alice.client.post(f"/tracks/{track}/separate", data=data)
@@ -86,8 +88,9 @@ def test_unknown_model_or_stem_in_the_form(alice: User, track: str, pipeline, fi
     ({"colour": "blue"}, "invalid_request", "colour"),
     ({"stems": "vocals"}, "invalid_request", "stems"),
 ])
-def test_unknown_model_or_stem_in_the_api(alice: User, track: str, pipeline, body: dict,
+def test_unknown_model_or_stem_in_the_api(shared_site: SharedSite, body: dict,
                                           code: str, words: str) -> None:
+    alice, track, pipeline = shared_site.alice, shared_site.track, shared_site.pipeline
     response = alice.client.post(f"/api/tracks/{track}/separations", json=body,
                                  headers=alice.headers())
     assert response.status_code == 422
