@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from soundforge.engines.local import catalog
 from soundforge.engines.local.engine import LocalEngine
 from soundforge.engines.local.ensemble.presets import PRESETS
 from soundforge.errors import CancelledError, InvalidOptionError
+from tests.local.ensemble_support import Alone, separate_warm
 from tests.local.equivalence_support import read_stem, sdiff_db
 from tests.local.test_cli_separate import soundforge, stem_files
 from tests.support.audio import write_audio
@@ -32,45 +32,6 @@ def separate(song: Path, out: Path, *args: str) -> dict[str, np.ndarray]:
     assert done.returncode == 0, done.stderr
     stems = json.loads(done.stdout.splitlines()[-1])["stems"]
     return {name: read_stem(path) for name, path in stems.items()}
-
-
-def separate_warm(engine: LocalEngine, song: Path, out: Path, model: str,
-                  **options: Any) -> dict[str, np.ndarray]:
-    """The same run through the module's warm engine (what the CLI calls), for the
-    references an ensemble is compared with: no process start, models stay loaded."""
-    result = engine.separate(
-        song, SeparationOptions(model=model, wav_depth="float", seed=7, **options),
-        destination=out,
-    )
-    return {name: read_stem(path) for name, path in result.stems.items()}
-
-
-# A model's stems of the module's mix, run alone (with these stems only, or all).
-Alone = Callable[..., dict[str, np.ndarray]]
-
-
-def runs_alone(engine: LocalEngine, mix: Path, folder: Path) -> Alone:
-    """Each model's stems of ``mix`` run alone in the warm engine, each computed once."""
-    runs: dict[tuple[str, tuple[str, ...] | None], dict[str, np.ndarray]] = {}
-
-    def run(model: str, stems: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        if (model, stems) not in runs:
-            out = folder / f"{model}-{len(runs)}"
-            runs[model, stems] = separate_warm(engine, mix, out, model, stems=stems)
-        return runs[model, stems]
-
-    return run
-
-
-@pytest.fixture(scope="module")
-def mix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The song the ensembles below are compared on: two segments of the tiny models."""
-    return write_audio(tmp_path_factory.mktemp("mix") / "song.wav", seconds=2.0)
-
-
-@pytest.fixture(scope="module")
-def alone(engine: LocalEngine, mix: Path, tmp_path_factory: pytest.TempPathFactory) -> Alone:
-    return runs_alone(engine, mix, tmp_path_factory.mktemp("alone"))
 
 
 def test_weighted_ensemble_is_the_weighted_average_of_its_models_run_alone(

@@ -12,21 +12,11 @@ from pathlib import Path
 import pytest
 
 from soundforge.engines.local.engine import LocalEngine
+from tests.local.ensemble_support import Alone, separate_warm
 from tests.local.equivalence_support import sdiff_db
-from tests.local.test_ensembles import Alone, runs_alone, separate, separate_warm
-from tests.support.audio import write_audio
+from tests.local.test_ensembles import separate
 
 SIX = ("drums", "bass", "other", "vocals", "guitar", "piano")
-
-
-@pytest.fixture(scope="module")
-def mix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_audio(tmp_path_factory.mktemp("mix") / "song.wav", seconds=2.0)
-
-
-@pytest.fixture(scope="module")
-def alone(engine: LocalEngine, mix: Path, tmp_path_factory: pytest.TempPathFactory) -> Alone:
-    return runs_alone(engine, mix, tmp_path_factory.mktemp("alone"))
 
 
 def test_a_roformer_and_a_demucs_model_average_their_vocals(
