@@ -50,7 +50,9 @@ class Settings(BaseSettings):
         ge=0,
         json_schema_extra={"shown_default": "`0` (shared)"},
         description="CPU threads per runner; 0 = the cores shared equally between the "
-        "worker's concurrent runners (all of them for the CLI).",
+        "worker's concurrent runners (all of them for the CLI). More threads than the "
+        "runner's share of the cores makes it slower, not faster: its threads wait for "
+        "each other at every layer.",
     )
     demucs_timeout: float = Field(
         default=300.0,
