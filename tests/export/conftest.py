@@ -8,42 +8,23 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.support.cli import CliRun, run_cli
+
 RATE = 44100
 # One tone per stem, so a stem in the wrong place or shifted is obvious.
 FREQUENCIES = {"drums": 110.0, "bass": 55.0, "other": 440.0, "vocals": 880.0,
                "guitar": 330.0, "piano": 660.0, "no_vocals": 220.0}
 
-@dataclass(frozen=True)
-class CliRun:
-    returncode: int
-    stdout: str
-    stderr: str
-
 
 def soundforge(*args: str | Path, env: dict[str, str] | None = None) -> CliRun:
-    """The ``soundforge`` command's own Typer app with these arguments, run in this
-    process by Typer's test runner: the same parsing, checks, messages and exit
-    codes as ``python -m soundforge`` (whose ``main`` only calls this app), without
-    a new Python process for every call (~0.4 s of CPU each). Anything the command
-    does not turn into an exit code is raised here and fails the test, so an
-    unexpected traceback cannot pass for an ordinary exit code 1. The command's
-    own subprocesses (a separation's runner) are real."""
-    from typer.testing import CliRunner
-
-    from soundforge.cli.main import app
-
-    result = CliRunner().invoke(
-        app, [str(arg) for arg in args], env={"COLUMNS": "300", **(env or {})},
-        catch_exceptions=False,
-    )
-    return CliRun(result.exit_code, result.stdout, result.stderr)
+    """The ``soundforge`` command in this process (see ``tests/support/cli.py``)."""
+    return run_cli(*args, env=env)
 
 
 def run_in(folder: Path, *args: str | Path) -> CliRun:

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,31 +16,17 @@ import soundfile as sf
 
 from soundforge.stems import LALALAI_STEMS
 from tests.conftest import SOUNDFORGE_BIN
+from tests.support.cli import CliRun, run_cli
 from tests.support.fake_lalalai import FakeLalalai
 
 
-@dataclass(frozen=True)
-class CliRun:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 def soundforge(fake: FakeLalalai, *args: str, key: str | None = None, **env: str) -> CliRun:
-    """``soundforge separate --engine lalalai …`` run in this process by Typer's test
-    runner: the command's own app, so the same parsing, checks, messages and exit
-    codes as the installed command, without a Python process (~0.5 s of CPU) per
-    run. An exception the command does not turn into an exit code fails the test.
-    What needs a process of its own (signals, SIGKILL, a record named after the
-    process id) runs the real command: see ``separate_process``."""
-    from typer.testing import CliRunner
-
-    from soundforge.cli.main import app
-
+    """``soundforge separate --engine lalalai …`` in this process (see
+    ``tests/support/cli.py``). What needs a process of its own (signals, SIGKILL,
+    a record named after the process id) runs the real command: see
+    ``separate_process``."""
     environment = {**fake.env(key), "SOUNDFORGE_LALALAI_POLL_INTERVAL": "0.02", **env}
-    result = CliRunner().invoke(app, ["separate", "--engine", "lalalai", *args],
-                                env=environment, catch_exceptions=False)
-    return CliRun(result.exit_code, result.stdout, result.stderr)
+    return run_cli("separate", "--engine", "lalalai", *args, env=environment)
 
 
 def separate_process(fake: FakeLalalai, *args: str, **popen: Any) -> subprocess.Popen[str]:

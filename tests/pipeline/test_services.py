@@ -9,7 +9,7 @@ from soundforge.config import Settings
 from soundforge.jobs import create_separation_job
 from soundforge.jobs.redis_events import RedisEventBus
 from tests.pipeline.conftest import wait_final, wait_status
-from tests.pipeline.test_worker import LONG, _run_twenty_jobs, _stems_of
+from tests.pipeline.test_worker import LONG, _stems_of, run_jobs_on_two_workers
 from tests.support.events import follow_until_final
 
 pytestmark = pytest.mark.services
@@ -28,7 +28,7 @@ def test_two_workers_share_postgres_and_redis_and_run_each_job_once(
 ):
     assert pipeline.db.engine.dialect.name == "postgresql"
     assert pipeline.queue.is_redis
-    _run_twenty_jobs(pipeline, user, make_track, start_worker)
+    run_jobs_on_two_workers(pipeline, user, make_track, start_worker)
 
 
 def test_live_progress_over_redis_from_a_worker_process(pipeline, user, make_track, start_worker):

@@ -3,9 +3,6 @@ on how fast one client can ask which emails have accounts."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -14,10 +11,9 @@ from soundforge.config import Settings
 from soundforge.db.migrate import upgrade_database
 from soundforge.jobs.pipeline import Pipeline
 from soundforge.web import create_app
+from tests.support.cli import CliRun, run_cli
 from tests.web.conftest import User
 from tests.web.helpers import PASSWORD, csrf_of
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def sign_up(client: TestClient, email: str) -> int:
@@ -54,13 +50,11 @@ def test_closed_signup_allows_only_the_first_account(tmp_path: Path) -> None:
 
 
 def test_the_administrator_adds_accounts_from_the_command_line(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOUNDFORGE_")}
-    env.update({"SOUNDFORGE_DATA_DIR": str(tmp_path / "data"), "SOUNDFORGE_SIGNUP": "closed"})
+    env = {"SOUNDFORGE_DATA_DIR": str(tmp_path / "data"), "SOUNDFORGE_SIGNUP": "closed"}
 
-    def add(email: str, password: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "soundforge", "users", "add", email,
-                               "--password-stdin"], input=password + "\n", env=env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
+    def add(email: str, password: str) -> CliRun:
+        return run_cli("users", "add", email, "--password-stdin", env=env,
+                       input=password + "\n")
 
     assert add("Bob@Example.com", PASSWORD).returncode == 0
     again = add("bob@example.com", PASSWORD)
