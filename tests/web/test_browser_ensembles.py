@@ -19,6 +19,7 @@ from tests.web.test_browser_ui import (
     inside,
     new_page,
     no_sideways_scroll,
+    wait_completed,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
@@ -118,8 +119,7 @@ def test_a_preset_separates_and_becomes_the_default(server: str, browser,
     dialog.locator("select[name=model]").select_option("ensemble_six_stems")
     with page.expect_navigation():
         dialog.locator("button[type=submit]").click()
-    page.wait_for_selector(f"[data-track-id='{track}'] [data-job-status][data-status='completed']",
-                           timeout=180_000)
+    wait_completed(page, track)
     (job,) = api(page, "GET", f"{server}/api/tracks/{track}/jobs")["jobs"]
     assert job["model"] == "ensemble_six_stems"
     assert sorted(s["stem"] for s in job["stems"]) == [

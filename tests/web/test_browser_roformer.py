@@ -11,7 +11,14 @@ import pytest
 
 from tests.support.audio import write_audio
 from tests.web.browser_support import shot
-from tests.web.test_browser_ui import PHONE, add_track, api, new_page, no_sideways_scroll
+from tests.web.test_browser_ui import (
+    PHONE,
+    add_track,
+    api,
+    new_page,
+    no_sideways_scroll,
+    wait_completed,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
@@ -56,8 +63,7 @@ def test_picking_a_roformer_model_and_playing_its_stems(server: str, browser,
     dialog.locator("select[name=two_stems]").select_option("vocals")
     with page.expect_navigation():
         dialog.locator("button[type=submit]").click()
-    page.wait_for_selector(f"[data-track-id='{track}'] [data-job-status][data-status='completed']",
-                           timeout=120_000)
+    wait_completed(page, track)
     (job,) = api(page, "GET", f"{server}/api/tracks/{track}/jobs")["jobs"]
     assert job["options"]["model"] == "mel_roformer_karaoke"
     assert sorted(s["stem"] for s in job["stems"]) == ["no_vocals", "vocals"]

@@ -61,6 +61,12 @@ def add_track(page, path: Path) -> str:
     return str(card.get_attribute("data-track-id"))
 
 
+def wait_completed(page, track: str, timeout: float = 180_000) -> None:
+    """Until the track's card shows its separation as completed, as the page updates it."""
+    page.wait_for_selector(f"[data-track-id='{track}'] [data-job-status][data-status='completed']",
+                           timeout=timeout)
+
+
 def csrf(page) -> str:
     return str(page.locator('meta[name="csrf-token"]').get_attribute("content"))
 
@@ -156,8 +162,7 @@ def test_separate_dialog_model_change_and_two_stems(server: str, browser,
     shot(page, "issue15-dialog-two-stems")
     with page.expect_navigation():
         dialog.locator("button[type=submit]").click()
-    page.wait_for_selector(f"[data-track-id='{track}'] [data-job-status][data-status='completed']",
-                           timeout=120_000)
+    wait_completed(page, track)
     (job,) = api(page, "GET", f"{server}/api/tracks/{track}/jobs")["jobs"]
     assert job["options"]["two_stems"] == "vocals"
     assert sorted(s["stem"] for s in job["stems"]) == ["no_vocals", "vocals"]
@@ -219,8 +224,7 @@ def test_lalalai_choices_cost_and_the_player(server: str, browser, tmp_path: Pat
     shot(page, "issue15-dialog-lalalai")
     with page.expect_navigation():
         dialog.locator("button[type=submit]").click()
-    page.wait_for_selector(f"[data-track-id='{track}'] [data-job-status][data-status='completed']",
-                           timeout=120_000)
+    wait_completed(page, track)
     (preview,) = api(page, "GET", f"{server}/api/tracks/{track}/jobs")["jobs"]
     assert preview["options"]["splitter"] == "perseus" and preview["options"]["preview"]
 
@@ -399,8 +403,7 @@ def test_phone_width(server: str, browser, tmp_path: Path) -> None:
     dialog.locator("label:has-text('Separate stems')").first.click()
     with page.expect_navigation():
         page.locator("#separate-dialog button[type=submit]").click()
-    page.wait_for_selector(f"[data-track-id='{track}'] [data-job-status][data-status='completed']",
-                           timeout=120_000)
+    wait_completed(page, track)
 
     for path in ("/docs", f"/tracks/{track}", "/settings", f"/tracks/{track}/separate"):
         page.goto(server + path)
@@ -430,8 +433,7 @@ def test_keyboard_hint_on_a_desktop(server: str, browser, tmp_path: Path) -> Non
     page = new_page(browser, server, "desk@example.com")
     track = add_track(page, write_audio(tmp_path / "Desk.wav", seconds=1.0))
     api(page, "POST", f"{server}/api/tracks/{track}/separations")
-    page.wait_for_selector(f"[data-track-id='{track}'] [data-job-status][data-status='completed']",
-                           timeout=120_000)
+    wait_completed(page, track)
     page.goto(f"{server}/tracks/{track}")
     page.wait_for_selector("[data-player][data-state='ready']", timeout=30_000)
     assert "Space plays and pauses" in page.locator("[data-player-status]").inner_text()
