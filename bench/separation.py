@@ -158,11 +158,13 @@ def peak_rss_mb() -> float:
 
 
 def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
+    from soundforge.engines.local.allocator import keep_large_buffers
     from soundforge.engines.local.device import configure_threads
     from soundforge.engines.local.inference import separate_file
     from soundforge.engines.local.loader import load_model
     from soundforge.engines.local.request import RunRequest
 
+    keep_large_buffers()  # as the runner process does (allocator.py)
     configure_threads(args.threads)
     model = load_model(args.model, Path(args.repo))
     request = RunRequest(
@@ -200,6 +202,12 @@ def worker_reference(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.large_buffers:
+        # Not what the official CLI does: only to show how much of the speed-up
+        # is the allocator setting alone.
+        from soundforge.engines.local.allocator import keep_large_buffers
+
+        keep_large_buffers()
     model = load_model(args.model, Path(args.repo))
     reset_gpu_peak(args.device)
     started = time.perf_counter()
@@ -350,6 +358,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--batch", type=int)
+    parser.add_argument("--large-buffers", type=int, default=0)
     args = parser.parse_args()
     if args.worker:
         workers = {"ours": worker_ours, "ref": worker_reference, "warm": worker_warm}
@@ -385,17 +394,22 @@ def _bench(work: Path, quick: bool) -> None:
     rows: list[list[str]] = []
 
     def speed_case(
-        label: str, model: str, stems: str | None, reference: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        ours = run_worker(
-            "ours",
-            model=model,
-            repo=repo,
-            input=song,
-            out=work / f"o-{label}",
-            stems=stems,
-            **settings,
-        )
+        label: str,
+        model: str,
+        stems: str | None,
+        reference: dict[str, Any] | None = None,
+        ours: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        if ours is None:
+            ours = run_worker(
+                "ours",
+                model=model,
+                repo=repo,
+                input=song,
+                out=work / f"o-{label}",
+                stems=stems,
+                **settings,
+            )
         if reference is None:
             reference = run_worker(
                 "ref", model=model, repo=repo, input=song, out=work / f"r-{model}", **settings
@@ -413,11 +427,19 @@ def _bench(work: Path, quick: bool) -> None:
             ]
         )
         print("  " + " | ".join(rows[-1]), flush=True)
-        return reference
+        return reference, ours
 
     print("Separation (s per s of audio; peak resident MiB; SDiff dB):", flush=True)
-    speed_case("htdemucs, 4 stems", "htdemucs", None)
-    ft_reference = speed_case("htdemucs_ft, all stems", "htdemucs_ft", None)
+    _, ht_ours = speed_case("htdemucs, 4 stems", "htdemucs", None)
+    # The same run of ours against apply_model given the runner's allocator
+    # setting too: what the kernels alone are worth.
+    heap_reference = run_worker(
+        "ref", model="htdemucs", repo=repo, input=song, out=work / "r-heap", large_buffers=1,
+        **settings,
+    )
+    speed_case("htdemucs, 4 stems, vs apply_model with large buffers on the heap too",
+               "htdemucs", None, heap_reference, ht_ours)
+    ft_reference, _ = speed_case("htdemucs_ft, all stems", "htdemucs_ft", None)
     # The reference has no way to run fewer networks: its time is the full bag's.
     speed_case("htdemucs_ft, vocals only", "htdemucs_ft", "vocals", ft_reference)
     speed_case("htdemucs_6s, 6 stems", "htdemucs_6s", None)

@@ -18,15 +18,16 @@ from torch.profiler import ProfilerActivity, profile
 from soundforge.engines.local.backends import FastCpuBackend, bf16_weights_apply
 from soundforge.engines.local.loader import load_model
 from soundforge.engines.local.onednn import (
-    QUERY_BLOCK,
     OneDnnKernels,
     bf16_network,
     blocked_attention,
+    query_block,
 )
 from soundforge.engines.local.streaming import Job, make_plan
 
 # float32 rounding differs between MKL and oneDNN, nothing else does.
 ATOL = 1e-5
+ONEDNN_MATMUL = "mkldnn::_linear_pointwise"
 
 
 def ops_run(call: Callable[[], object]) -> set[str]:
@@ -48,7 +49,7 @@ def test_linear_layers_agree_and_go_to_onednn(shape: tuple[int, ...], bias: bool
             ops = ops_run(lambda: layer(x))
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
-    assert "aten::mkldnn_linear" in ops and "aten::addmm" not in ops
+    assert ONEDNN_MATMUL in ops and "aten::addmm" not in ops
 
 
 def test_a_non_contiguous_input_gives_the_same_result() -> None:
@@ -75,11 +76,13 @@ def test_attention_agrees_with_pytorch(batch_first: bool, cross: bool) -> None:
             ops = ops_run(lambda: attention(query, key, key, need_weights=False))
     assert weights is None
     torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
-    assert "aten::mkldnn_linear" in ops and "aten::addmm" not in ops
+    assert ONEDNN_MATMUL in ops and "aten::addmm" not in ops
 
 
 @pytest.mark.parametrize(
-    "queries, keys", [(QUERY_BLOCK, 40), (2 * QUERY_BLOCK + 37, 300), (5, 700)]
+    "queries, keys",
+    # One block exactly, several with a ragged last one, fewer queries than a block.
+    [(query_block(40), 40), (2 * query_block(3000) + 37, 3000), (5, 700)],
 )
 def test_blocked_attention_matches_the_fused_kernel(queries: int, keys: int) -> None:
     torch.manual_seed(4)
@@ -105,17 +108,69 @@ def test_attention_with_a_mask_or_weights_is_left_to_pytorch() -> None:
     assert weights_here is not None and torch.equal(weights_here, weights)
 
 
-def test_transposed_convolutions_agree_and_keep_their_layout() -> None:
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (torch.nn.ConvTranspose2d(12, 4, (8, 1), (4, 1)), (1, 12, 16, 9)),
+        (torch.nn.Conv2d(12, 24, 3, padding=1), (2, 12, 16, 9)),
+        (torch.nn.Conv2d(4, 12, (8, 1), (4, 1), padding=(2, 0)), (1, 4, 32, 9)),
+    ],
+)
+def test_2d_convolutions_agree_and_hand_back_channels_last(
+    layer: torch.nn.Module, shape: tuple[int, ...]
+) -> None:
     torch.manual_seed(3)
-    layer = torch.nn.ConvTranspose2d(12, 4, (8, 1), (4, 1))
-    x = torch.randn(1, 12, 16, 9)
+    x = torch.randn(*shape)
     with torch.inference_mode():
         expected = layer(x)
         with OneDnnKernels():
             got = layer(x)
+            # The next convolution takes it as it is: no reorder on the way in.
+            chained = layer(x.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2))
     torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
-    # The networks reshape with .view right after: the layout must be the usual one.
-    assert got.is_contiguous()
+    torch.testing.assert_close(chained, expected, atol=ATOL, rtol=1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    # What the networks do next: split the channel axis with .view.
+    split = got.view(got.shape[0], 2, -1, *got.shape[2:])
+    torch.testing.assert_close(split, expected.view(split.shape), atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("rows", [1, 37])
+def test_narrow_pointwise_conv1d_is_a_batched_matmul(bias: bool, rows: int) -> None:
+    torch.manual_seed(5)
+    layer = torch.nn.Conv1d(6, 96, 1, bias=bias)
+    x = torch.randn(rows, 6, 50)
+    with torch.inference_mode():
+        expected = layer(x)
+        with OneDnnKernels():
+            got = layer(x)
+            ops = ops_run(lambda: layer(x))
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
+    assert ("aten::baddbmm" if bias else "aten::bmm") in ops
+    assert "aten::mkldnn_convolution" not in ops
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        torch.nn.Conv1d(16, 32, 1),  # wide enough for oneDNN
+        torch.nn.Conv1d(6, 96, 3, padding=1),  # not pointwise
+        torch.nn.Conv1d(6, 96, 1, stride=2),
+        torch.nn.Conv1d(6, 96, 1, padding=1),
+        torch.nn.Conv1d(6, 96, 1, groups=2),
+        torch.nn.Conv1d(6, 96, 1, dilation=2),
+    ],
+)
+def test_other_conv1d_are_left_to_onednn(layer: torch.nn.Module) -> None:
+    x = torch.randn(4, layer.in_channels, 50)
+    with torch.inference_mode():
+        expected = layer(x)
+        with OneDnnKernels():
+            got = layer(x)
+            ops = ops_run(lambda: layer(x))
+    assert torch.equal(got, expected)
+    assert "aten::baddbmm" not in ops and "aten::bmm" not in ops
 
 
 def test_other_dtypes_are_left_alone() -> None:
@@ -123,7 +178,7 @@ def test_other_dtypes_are_left_alone() -> None:
     x = torch.randn(3, 8, dtype=torch.float64)
     with torch.inference_mode(), OneDnnKernels():
         ops = ops_run(lambda: layer(x))
-    assert "aten::mkldnn_linear" not in ops
+    assert ONEDNN_MATMUL not in ops
 
 
 def one_job(tiny_repo: Path) -> list[Job]:
@@ -140,7 +195,7 @@ def one_job(tiny_repo: Path) -> list[Job]:
 def test_the_fast_backend_runs_onednn_in_float32(tiny_repo: Path) -> None:
     jobs = one_job(tiny_repo)
     ops = ops_run(lambda: FastCpuBackend("fp32").run(jobs))
-    assert "aten::mkldnn_linear" in ops and "aten::addmm" not in ops
+    assert ONEDNN_MATMUL in ops and "aten::addmm" not in ops
 
 
 def test_without_onednn_the_fast_backend_keeps_pytorchs_kernels(
@@ -151,7 +206,7 @@ def test_without_onednn_the_fast_backend_keeps_pytorchs_kernels(
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
     ops = ops_run(lambda: FastCpuBackend("fp32").run(jobs))
     without = FastCpuBackend("fp32").run(jobs)
-    assert "aten::mkldnn_linear" not in ops and "aten::addmm" in ops
+    assert ONEDNN_MATMUL not in ops and "aten::addmm" in ops
     torch.testing.assert_close(without[0], with_onednn[0], atol=1e-4, rtol=1e-4)
 
 
@@ -163,7 +218,7 @@ def test_bf16_runs_a_bf16_copy_through_onednn_and_leaves_the_model_alone(
     jobs = one_job(tiny_repo)
     network = jobs[0].member.model
     ops = ops_run(lambda: FastCpuBackend("bf16").run(jobs))
-    assert "aten::mkldnn_linear" in ops and "aten::addmm" not in ops
+    assert ONEDNN_MATMUL in ops and "aten::addmm" not in ops
     # One copy per network, reused; the model the runner keeps stays float32
     # for the next job.
     assert bf16_network(network) is bf16_network(network)
@@ -174,7 +229,7 @@ def test_bf16_runs_a_bf16_copy_through_onednn_and_leaves_the_model_alone(
 def test_fp16_and_other_networks_keep_autocast(tiny_repo: Path) -> None:
     jobs = one_job(tiny_repo)
     ops = ops_run(lambda: FastCpuBackend("fp16").run(jobs))
-    assert "aten::mkldnn_linear" not in ops and "aten::addmm" in ops
+    assert ONEDNN_MATMUL not in ops and "aten::addmm" in ops
     hdemucs = load_model("mdx_extra", tiny_repo).models[0]
     assert not bf16_weights_apply(hdemucs, "bf16")
     assert bf16_weights_apply(jobs[0].member.model, "bf16")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from soundforge.engines.base import SeparationOptions
+from soundforge.engines.local import allocator
 from soundforge.engines.local.request import RunRequest
 from tests.support.audio import write_audio
 
@@ -70,6 +71,8 @@ def test_message_order_progress_then_result_then_error(conversation: list[dict])
     assert set(result["stems"]) == {"drums", "bass", "other", "vocals"}
     for path in result["stems"].values():
         assert Path(path).is_absolute() and Path(path).is_file()
+    # The runner keeps large buffers on the heap where glibc lets it (allocator.py).
+    assert result["large_buffers_on_heap"] is (allocator.glibc() is not None)
     second = [m for m in conversation if m.get("id") == "b"]
     assert [m["type"] for m in second] == ["error"]
     assert "Unknown model 'nope'" in second[0]["message"]

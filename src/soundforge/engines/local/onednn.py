@@ -2,26 +2,29 @@
 
 Measured on one htdemucs segment (``make bench-floor``), PyTorch sends the
 transformer's linear layers to MKL's sgemm at about 110 GFLOP/s per core,
-while oneDNN's matmul reaches about 220 on the same shapes, conversions
-included; and a strided ``ConvTranspose2d`` on contiguous (NCHW) tensors goes
-to a generic kernel about 4× slower than oneDNN's channels-last one. Both are
-float32 through and through (SDiff against the reference stays above 125 dB
-on full-size htdemucs), so they fit the exact path.
+while oneDNN's matmul reaches 220 or more on the same shapes. oneDNN's
+``_linear_pointwise`` (the kernel PyTorch's compiler uses for frozen linear
+layers) takes ordinary tensors, so no conversion to and from oneDNN's own
+tensor type is paid: on a 2688 × 512 → 2048 product that conversion had
+doubled the time (25 → 12 ms). Everything is float32 through and through (SDiff
+against the reference stays above 125 dB on full-size htdemucs), so it fits
+the exact path.
 
 ``OneDnnKernels`` is a torch function mode that reroutes, for the duration of
 a forward call:
 
-* ``F.linear`` → ``mkldnn_linear``;
-* ``F.multi_head_attention_forward`` → the same projections through
-  ``mkldnn_linear``, and the attention itself a block of queries at a time
-  through oneDNN's matmul (``blocked_attention``), for the plain case HTDemucs
-  uses (no masks, no attention weights returned, no dropout); anything else
-  goes to PyTorch's own function;
-* ``F.conv_transpose2d`` → the same call on channels-last tensors.
+* ``F.linear`` → oneDNN's matmul;
+* ``F.multi_head_attention_forward`` → the same projections through oneDNN's
+  matmul, and the attention itself a block of queries at a time through the
+  same matmul (``blocked_attention``), for the plain case HTDemucs uses (no
+  masks, no attention weights returned, no dropout); anything else goes to
+  PyTorch's own function;
+* ``F.conv2d``, ``F.conv_transpose2d`` and narrow pointwise ``F.conv1d`` →
+  faster layouts of the same convolutions (``cpu_convolutions.py``).
 
 Function modes are per thread, so nothing outside the call is affected; they
-only intercept float32 CPU tensors (autocast's bf16/fp16 have their own
-kernels) and hand everything else to PyTorch unchanged.
+only intercept float32 and bfloat16 CPU tensors (``Bf16Network`` below) and
+hand everything else to PyTorch unchanged.
 """
 
 from __future__ import annotations
@@ -35,9 +38,17 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-# Queries per block of the attention: 256 × 2688 float32 scores are 2.75 MB.
-QUERY_BLOCK = 256
+from soundforge.engines.local.cpu_convolutions import (
+    ConvCall,
+    channels_last_conv,
+    is_narrow_pointwise,
+    narrow_pointwise_conv1d,
+)
 
+# Attention scores per block of queries: 256 queries × 2688 keys (2.75 MB in
+# float32) measured fastest on htdemucs' attention, whose key count is 1344 or
+# 2688; the block's queries follow from the key count.
+SCORES_PER_BLOCK = 256 * 2688
 
 KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -52,39 +63,45 @@ def _plain_cpu_float(*tensors: torch.Tensor | None) -> bool:
     )
 
 
+def _matmul(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``rows ⋅ weightᵀ + bias`` for 2-D tensors whose last axis is contiguous."""
+    return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "")
+
+
 def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` through oneDNN's matmul."""
-    rows = x.reshape(-1, x.shape[-1]).contiguous().to_mkldnn()
-    out = torch._C._nn.mkldnn_linear(
-        rows, weight.contiguous().to_mkldnn(), None if bias is None else bias.to_mkldnn()
-    ).to_dense()
+    out = _matmul(x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous(), bias)
     return out.view(*x.shape[:-1], weight.shape[0])
+
+
+def query_block(keys: int) -> int:
+    """Queries per attention block for ``keys`` keys."""
+    return max(16, SCORES_PER_BLOCK // keys)
 
 
 def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """``softmax(q kᵀ / √d) v`` for (batch, heads, length, d) tensors, a block of
-    ``QUERY_BLOCK`` queries at a time through oneDNN's matmul.
+    queries at a time through oneDNN's matmul.
 
-    A block's scores (``QUERY_BLOCK`` × keys) stay in cache, and its two
-    products run at oneDNN's matmul rate: 1.3–1.5× faster than PyTorch's
-    fused flash kernel on htdemucs' 2688- and 1344-token attention on one
-    AVX-512 core, with float32 scores and softmax all the same.
+    A block's scores stay in cache, and its two products run at oneDNN's
+    matmul rate: about 1.3× faster than PyTorch's fused flash kernel on
+    htdemucs' 2688- and 1344-token attention on 2 AVX-512 cores, with float32
+    scores and softmax all the same.
     """
     batch, heads, length, dim = q.shape
     out = torch.empty(batch, heads, length, v.shape[-1], dtype=q.dtype)
-    scaled = q * (1 / math.sqrt(dim))
+    scaled = (q * (1 / math.sqrt(dim))).contiguous()
+    keys_all = k.contiguous()
+    block = query_block(k.shape[-2])
     for b in range(batch):
         for h in range(heads):
-            keys = k[b, h].contiguous().to_mkldnn()
-            values_t = v[b, h].t().contiguous().to_mkldnn()  # linear takes Wᵀ
-            for start in range(0, length, QUERY_BLOCK):
-                block = scaled[b, h, start : start + QUERY_BLOCK].contiguous().to_mkldnn()
-                scores = torch._C._nn.mkldnn_linear(block, keys, None).to_dense()
-                # The softmax in float32 whatever the products ran in.
-                probs = scores.float().softmax(dim=-1).to(q.dtype).to_mkldnn()
-                out[b, h, start : start + QUERY_BLOCK] = torch._C._nn.mkldnn_linear(
-                    probs, values_t, None
-                ).to_dense()
+            keys = keys_all[b, h]
+            values_t = v[b, h].t().contiguous()  # the matmul takes Wᵀ
+            for start in range(0, length, block):
+                scores = _matmul(scaled[b, h, start : start + block], keys, None)
+                # PyTorch's CPU softmax computes bf16 in float32 and rounds once.
+                probs = scores.softmax(dim=-1)
+                out[b, h, start : start + block] = _matmul(probs, values_t, None)
     return out
 
 
@@ -162,7 +179,8 @@ def _attention(
 
 
 class OneDnnKernels(TorchFunctionMode):
-    """Reroutes linear layers, attention and transposed convolutions (above)."""
+    """Reroutes linear layers, attention (above) and convolutions
+    (``cpu_convolutions.py``)."""
 
     def __torch_function__(
         self,
@@ -181,16 +199,13 @@ class OneDnnKernels(TorchFunctionMode):
             result = _attention(*args, **kwargs)
             if result is not None:
                 return result
-        elif func is F.conv_transpose2d:
-            x, weight = args[0], args[1]
-            if _plain_cpu_float(x, weight) and x.dim() == 4:
-                channels_last = torch.channels_last
-                return func(
-                    x.contiguous(memory_format=channels_last),
-                    weight.contiguous(memory_format=channels_last),
-                    *args[2:],
-                    **kwargs,
-                ).contiguous()
+        elif func in (F.conv2d, F.conv_transpose2d):
+            if _plain_cpu_float(*args[:2]) and args[0].dim() == 4:
+                return channels_last_conv(func, args, kwargs)
+        elif func is F.conv1d:
+            conv = ConvCall.of(args, kwargs)
+            if _plain_cpu_float(conv.x, conv.weight, conv.bias) and is_narrow_pointwise(conv):
+                return narrow_pointwise_conv1d(conv)
         return func(*args, **kwargs)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from soundforge.engines.local import protocol
+from soundforge.engines.local import allocator, protocol
 from soundforge.engines.local.request import RunRequest
 from soundforge.errors import EngineError, SoundForgeError
 
@@ -51,6 +51,8 @@ class Runner:
         self._models: dict[tuple[str, str | None], Any] = {}
         self.loads = 0  # how many times a model was loaded (tests read it via results)
         self._gone = False  # the protocol pipe broke: the supervisor is dead
+        # Set by main(); results report it, so the tests see what the runner runs with.
+        self.large_buffers_on_heap = False
 
     # --- output ------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -115,6 +117,8 @@ class Runner:
             finally:
                 with self._cancel_lock:
                     self._cancelled.discard(request_id)
+                # The job's buffers go back to the system; the models stay.
+                allocator.release_free_memory()
 
     def _answer(self, message: dict[str, Any], request_id: str) -> None:
         try:
@@ -230,7 +234,7 @@ class Runner:
         )
         self.send(protocol.result(
             request.id, stems, model_reused=reused, load_seconds=round(load_seconds, 3),
-            model_loads=self.loads,
+            model_loads=self.loads, large_buffers_on_heap=self.large_buffers_on_heap,
         ))
 
 
@@ -266,6 +270,7 @@ def main() -> None:
         format="runner %(levelname)s %(message)s",
     )
     runner = Runner(protocol_out)
+    runner.large_buffers_on_heap = allocator.keep_large_buffers()
     reader = threading.Thread(target=runner.read_stdin, args=(sys.stdin,), daemon=True)
     reader.start()
     runner.serve()
