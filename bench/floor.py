@@ -44,7 +44,7 @@ OPS = {
     "matrix products": {"aten::addmm", "aten::mm", "aten::mkldnn_linear",
                         "mkldnn::_linear_pointwise"},
     # The fast path runs DConv's narrow pointwise convolutions as batched
-    # matmuls (cpu_convolutions.py); nothing else in htdemucs uses bmm.
+    # matmuls (cpu_layouts.py); nothing else in htdemucs uses bmm.
     "convolutions": {"aten::mkldnn_convolution", "aten::_convolution",
                      "aten::convolution_overrideable", "aten::slow_conv_transpose2d",
                      "aten::bmm", "aten::baddbmm"},

@@ -173,6 +173,48 @@ def test_other_conv1d_are_left_to_onednn(layer: torch.nn.Module) -> None:
     assert "aten::baddbmm" not in ops and "aten::bmm" not in ops
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_group_norm_of_a_transposed_stream_keeps_the_stream_contiguous(
+    dtype: torch.dtype,
+) -> None:
+    # demucs' MyGroupNorm: GroupNorm over the transposed (B, T, C) stream.
+    torch.manual_seed(6)
+    norm = torch.nn.GroupNorm(1, 32).to(dtype)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    stream = torch.randn(2, 50, 32, dtype=dtype)
+    plain_input = torch.randn(2, 32, 50, dtype=dtype)
+    with torch.inference_mode():
+        expected = norm(stream.transpose(1, 2)).transpose(1, 2)
+        plain_expected = norm(plain_input)
+        with OneDnnKernels():
+            got = norm(stream.transpose(1, 2)).transpose(1, 2)
+            plain = norm(plain_input)
+    tolerance = {"atol": ATOL, "rtol": 1e-5} if dtype == torch.float32 else {}
+    torch.testing.assert_close(got, expected, **tolerance)  # type: ignore[arg-type]
+    assert got.is_contiguous()  # the next residual add sees one layout
+    assert not expected.is_contiguous()  # what PyTorch alone hands back
+    # A contiguous input is PyTorch's own business.
+    assert torch.equal(plain, plain_expected)
+
+
+def test_glu_of_channels_last_bf16_is_identical() -> None:
+    torch.manual_seed(7)
+    x = torch.randn(1, 96, 20, 30, dtype=torch.bfloat16)
+    last = x.contiguous(memory_format=torch.channels_last)
+    as_float = last.float()
+    with torch.inference_mode():
+        expected = torch.nn.functional.glu(last, 1)
+        with OneDnnKernels():
+            got = torch.nn.functional.glu(last, 1)
+            ops = ops_run(lambda: torch.nn.functional.glu(last, 1))
+            float_ops = ops_run(lambda: torch.nn.functional.glu(as_float, 1))
+    assert torch.equal(got, expected)
+    assert got.dtype == torch.bfloat16
+    assert "aten::_to_copy" in ops  # computed on the float32 copy
+    assert "aten::_to_copy" not in float_ops  # float32 needs no detour
+
+
 def test_other_dtypes_are_left_alone() -> None:
     layer = torch.nn.Linear(8, 4).double()
     x = torch.randn(3, 8, dtype=torch.float64)

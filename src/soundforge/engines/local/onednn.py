@@ -19,8 +19,9 @@ a forward call:
   same matmul (``blocked_attention``), for the plain case HTDemucs uses (no
   masks, no attention weights returned, no dropout); anything else goes to
   PyTorch's own function;
-* ``F.conv2d``, ``F.conv_transpose2d`` and narrow pointwise ``F.conv1d`` →
-  faster layouts of the same convolutions (``cpu_convolutions.py``).
+* ``F.conv2d``, ``F.conv_transpose2d``, narrow pointwise ``F.conv1d``,
+  ``F.group_norm`` of a transposed stream and ``F.glu`` of channels-last
+  bf16 → faster layouts of the same operations (``cpu_layouts.py``).
 
 Function modes are per thread, so nothing outside the call is affected; they
 only intercept float32 and bfloat16 CPU tensors (``Bf16Network`` below) and
@@ -38,10 +39,14 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from soundforge.engines.local.cpu_convolutions import (
+from soundforge.engines.local.cpu_layouts import (
     ConvCall,
     channels_last_conv,
+    glu_through_float32,
+    group_norm_on_stream,
+    is_channels_last_bf16,
     is_narrow_pointwise,
+    is_transposed_stream,
     narrow_pointwise_conv1d,
 )
 
@@ -179,8 +184,8 @@ def _attention(
 
 
 class OneDnnKernels(TorchFunctionMode):
-    """Reroutes linear layers, attention (above) and convolutions
-    (``cpu_convolutions.py``)."""
+    """Reroutes linear layers, attention (above), convolutions and GroupNorm
+    (``cpu_layouts.py``)."""
 
     def __torch_function__(
         self,
@@ -206,6 +211,18 @@ class OneDnnKernels(TorchFunctionMode):
             conv = ConvCall.of(args, kwargs)
             if _plain_cpu_float(conv.x, conv.weight, conv.bias) and is_narrow_pointwise(conv):
                 return narrow_pointwise_conv1d(conv)
+        elif func is F.group_norm and len(args) + len(kwargs) == 5:
+            norm = dict(zip(("input", "num_groups", "weight", "bias", "eps"), args, strict=False))
+            norm.update(kwargs)
+            x = norm["input"]
+            if _plain_cpu_float(x, norm["weight"], norm["bias"]) and is_transposed_stream(x):
+                return group_norm_on_stream(
+                    x, norm["num_groups"], norm["weight"], norm["bias"], norm["eps"]
+                )
+        elif func is F.glu and args and is_channels_last_bf16(args[0]):
+            x = args[0]
+            if x.device.type == "cpu":
+                return glu_through_float32(x, args[1] if len(args) > 1 else kwargs.get("dim", -1))
         return func(*args, **kwargs)
 
 
