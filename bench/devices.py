@@ -38,14 +38,10 @@ from separation import (
     sdiff_db,
     write_song,
 )
+from soundforge.engines.local.device import cpu_runs_bf16
 
 BARS = {"fp32": 80.0, "bf16": 40.0, "fp16": 40.0}
 GPU_FP32_BAR = 60.0  # the GPU reference itself runs TF32 convolutions
-
-
-def cpu_has_bf16() -> bool:
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return "amx_bf16" in text or "avx512_bf16" in text
 
 
 def cuda_devices() -> list[str]:
@@ -109,7 +105,7 @@ def _bench(work: Path, quick: bool, gpu_only: bool) -> None:
         rows.append(row("CPU apply_model fp32 (reference)", cpu_ref["seconds"], audio,
                         cpu_ref["seconds"], float("inf"), 0, None))
         case("CPU SoundForge fp32", cpu_ref, BARS["fp32"], device="cpu")
-        if cpu_has_bf16():
+        if cpu_runs_bf16():
             ratio, _ = case("CPU SoundForge bf16", cpu_ref, BARS["bf16"], device="cpu",
                             precision="bf16")
             targets.append(f"CPU bf16 ≥ 3× apply_model fp32: {ratio:.2f}× "

@@ -3,7 +3,8 @@ float32 path could possibly be.
 
 ``make bench-floor``. Builds a full-size random-weight htdemucs (speed does
 not depend on the weights' values), times one 7.8 s segment through the
-official modules (the reference) and through SoundForge's fast CPU path, first
+official modules (the reference) and through SoundForge's fast CPU path (and
+its bf16 network where the processor runs bf16 natively), first
 with the C library's default allocator (as the official CLI runs) and then with
 the runner's large-buffer setting (``allocator.py``) for both, then:
 
@@ -36,7 +37,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from soundforge.engines.local.allocator import keep_large_buffers
 from soundforge.engines.local.backends import fast_kernels, fused_attention
-from soundforge.engines.local.onednn import onednn_linear
+from soundforge.engines.local.device import cpu_runs_bf16
+from soundforge.engines.local.onednn import Bf16Network, bf16_network, onednn_linear
 
 SEGMENT_SAMPLES = 343980  # htdemucs' training segment: 7.8 s at 44.1 kHz
 CLASSES = ("matrix products", "convolutions", "attention")
@@ -147,11 +149,22 @@ def main() -> None:
         with torch.no_grad(), fused_attention(), fast_kernels("fp32"):
             model(mix)
 
+    bf16_copy = bf16_network(model)
+
+    def bf16() -> None:
+        # What `--precision bf16` runs on the CPU (backends.FastCpuBackend).
+        with torch.inference_mode(), Bf16Network():
+            bf16_copy(mix)
+
+    native_bf16 = cpu_runs_bf16()
+
     # First with the C library's default allocator (what the official CLI runs
     # with), then with the runner's large-buffer setting (allocator.py) for both.
     default_ref_s, default_fast_s = seconds(reference), seconds(fast)
+    default_bf16_s = seconds(bf16) if native_bf16 else None
     tuned = keep_large_buffers()
     ref_s, fast_s = seconds(reference), seconds(fast)
+    bf16_s = seconds(bf16) if native_bf16 else None
     flops = flops_by_class(model, mix)
     spent = profile_by_class(model, mix)
     best = best_rates(model)
@@ -185,8 +198,15 @@ def main() -> None:
     print(f"| SoundForge fast path | {default_fast_s:.2f} | {fast_s:.2f} |")
     print(f"| speed-up, same allocator | {default_ref_s / default_fast_s:.2f}× "
           f"| {ref_s / fast_s:.2f}× |")
+    if default_bf16_s is not None and bf16_s is not None:
+        print(f"| SoundForge bf16 | {default_bf16_s:.2f} | {bf16_s:.2f} |")
+        print(f"| bf16 speed-up against the fp32 reference, same allocator "
+              f"| {default_ref_s / default_bf16_s:.2f}× | {ref_s / bf16_s:.2f}× |")
+    else:
+        print("(bf16 not timed: this processor has neither AMX nor AVX512-BF16)")
     print(f"\nSoundForge as the runner runs it against the official modules as the "
-          f"official CLI runs them: {default_ref_s / fast_s:.2f}×")
+          f"official CLI runs them: {default_ref_s / fast_s:.2f}×"
+          + (f", bf16 {default_ref_s / bf16_s:.2f}×" if bf16_s is not None else ""))
     print(f"1.5× target, same allocator:   {ref_s / 1.5:.2f} s")
     print(f"lower bound, exact float32:    {floor:.2f} s ({ref_s / floor:.2f}×) with every "
           "operation at the best rate measured here and everything else free")

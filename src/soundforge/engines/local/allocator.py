@@ -15,7 +15,9 @@ thresholds once (``keep_large_buffers``): buffers up to 1 GiB come from the
 heap and freed memory stays there for the next layer. After each job
 ``release_free_memory`` hands the free part of the heap back to the system,
 so an idle runner holds its model, not the last job's buffers. Peak memory
-during a job is the same: the same tensors are alive at the same time.
+grows a little, as freed blocks wait in the heap for reuse instead of being
+unmapped: measured on 30 s with full-size htdemucs 1148 → 1175 MiB (and
+9.6 → 7.8 s), on 5 minutes with a tiny htdemucs 646 → 745 MiB (13.4 → 6.4 s).
 
 Other C libraries (macOS, musl) are left as they are: there is no
 ``mallopt`` to call, and nothing else changes.

@@ -32,13 +32,6 @@ the same kernels reach in another layout:
   tensor, the same memory goes to GroupNorm's channels-last kernel, which
   keeps the layout: 0.15 ms instead of 2.1, and the stream stays contiguous.
 
-* **GLU of a channels-last bfloat16 tensor** (after the bf16 network's
-  rewrite convolutions): the halves interleave every 48 or more channels, and
-  PyTorch's bf16 kernel converts element by element in that short inner loop
-  (11.2 ms at 96 × 512 × 336). Converting the tensor to float32 first and the
-  result back gives the identical result (the bf16 kernel computes in float32
-  too) in 6.9 ms.
-
 All of them change only the order of float32 additions, as any other kernel
 would.
 """
@@ -79,20 +72,6 @@ def group_norm_on_stream(
     batch, channels, tokens = x.shape
     as_image = x.transpose(1, 2).view(batch, 1, tokens, channels).permute(0, 3, 1, 2)
     return torch.nn.functional.group_norm(as_image, groups, weight, bias, eps).squeeze(2)
-
-
-def is_channels_last_bf16(x: torch.Tensor) -> bool:
-    return (
-        x.dtype == torch.bfloat16
-        and x.dim() == 4
-        and x.is_contiguous(memory_format=torch.channels_last)
-        and not x.is_contiguous()
-    )
-
-
-def glu_through_float32(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """``F.glu`` of a bfloat16 tensor, computed on its float32 copy."""
-    return torch.nn.functional.glu(x.float(), dim).to(x.dtype)
 
 
 @dataclass(frozen=True)

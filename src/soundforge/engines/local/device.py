@@ -147,6 +147,11 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_runs_bf16() -> bool:
+    """Whether this processor computes bfloat16 natively (AMX or AVX512-BF16)."""
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
 def check_precision(precision: str, device: torch.device) -> None:
     """Refuse a precision the device does not run natively, saying why."""
     if precision not in PRECISIONS:
@@ -169,8 +174,7 @@ def check_precision(precision: str, device: torch.device) -> None:
             "--precision fp16 is for GPUs; on the CPU use bf16 (on processors with "
             "AMX or AVX512-BF16) or fp32."
         )
-    flags = cpu_flags()
-    if not flags & {"amx_bf16", "avx512_bf16"}:
+    if not cpu_runs_bf16():
         raise InvalidOptionError(
             "--precision bf16 on the CPU needs native bfloat16 (AMX or AVX512-BF16), "
             "which this processor does not have; use --precision fp32."

@@ -19,9 +19,9 @@ a forward call:
   same matmul (``blocked_attention``), for the plain case HTDemucs uses (no
   masks, no attention weights returned, no dropout); anything else goes to
   PyTorch's own function;
-* ``F.conv2d``, ``F.conv_transpose2d``, narrow pointwise ``F.conv1d``,
-  ``F.group_norm`` of a transposed stream and ``F.glu`` of channels-last
-  bf16 → faster layouts of the same operations (``cpu_layouts.py``).
+* ``F.conv2d``, ``F.conv_transpose2d``, narrow pointwise ``F.conv1d`` and
+  ``F.group_norm`` of a transposed stream → faster layouts of the same
+  operations (``cpu_layouts.py``).
 
 Function modes are per thread, so nothing outside the call is affected; they
 only intercept float32 and bfloat16 CPU tensors (``Bf16Network`` below) and
@@ -42,18 +42,16 @@ from torch.overrides import TorchFunctionMode
 from soundforge.engines.local.cpu_layouts import (
     ConvCall,
     channels_last_conv,
-    glu_through_float32,
     group_norm_on_stream,
-    is_channels_last_bf16,
     is_narrow_pointwise,
     is_transposed_stream,
     narrow_pointwise_conv1d,
 )
 
-# Attention scores per block of queries: 256 queries × 2688 keys (2.75 MB in
-# float32) measured fastest on htdemucs' attention, whose key count is 1344 or
-# 2688; the block's queries follow from the key count.
-SCORES_PER_BLOCK = 256 * 2688
+# Bytes of attention scores per block of queries: 2.75 MB (256 queries × 2688
+# keys in float32, 512 in bf16) measured fastest on htdemucs' attention, whose
+# key count is 1344 or 2688; the block's queries follow from the key count.
+SCORE_BYTES_PER_BLOCK = 256 * 2688 * 4
 
 KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -79,9 +77,9 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return out.view(*x.shape[:-1], weight.shape[0])
 
 
-def query_block(keys: int) -> int:
-    """Queries per attention block for ``keys`` keys."""
-    return max(16, SCORES_PER_BLOCK // keys)
+def query_block(keys: int, dtype: torch.dtype = torch.float32) -> int:
+    """Queries per attention block for ``keys`` keys of ``dtype``."""
+    return max(16, SCORE_BYTES_PER_BLOCK // (keys * dtype.itemsize))
 
 
 def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -97,7 +95,7 @@ def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torc
     out = torch.empty(batch, heads, length, v.shape[-1], dtype=q.dtype)
     scaled = (q * (1 / math.sqrt(dim))).contiguous()
     keys_all = k.contiguous()
-    block = query_block(k.shape[-2])
+    block = query_block(k.shape[-2], q.dtype)
     for b in range(batch):
         for h in range(heads):
             keys = keys_all[b, h]
@@ -219,10 +217,6 @@ class OneDnnKernels(TorchFunctionMode):
                 return group_norm_on_stream(
                     x, norm["num_groups"], norm["weight"], norm["bias"], norm["eps"]
                 )
-        elif func is F.glu and args and is_channels_last_bf16(args[0]):
-            x = args[0]
-            if x.device.type == "cpu":
-                return glu_through_float32(x, args[1] if len(args) > 1 else kwargs.get("dim", -1))
         return func(*args, **kwargs)
 
 
