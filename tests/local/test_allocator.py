@@ -1,6 +1,6 @@
 """The runner's large buffers come from the heap, and go back after a job.
 
-The settings are process-wide, so each case runs in a fresh interpreter;
+The settings are process-wide, so the probe runs in a fresh interpreter;
 glibc's own counters (``mallinfo2``) say where a 64 MiB tensor came from.
 """
 
@@ -15,7 +15,7 @@ import pytest
 from soundforge.engines.local import allocator
 
 PROBE = """
-import ctypes, json, os, sys
+import ctypes, json, os
 import torch
 from soundforge.engines.local import allocator
 
@@ -30,40 +30,39 @@ def resident() -> int:
 
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
-taken = allocator.keep_large_buffers() if sys.argv[1] == "tuned" else None
-buffer = torch.ones(16 << 20)  # 64 MiB of float32
-mapped = libc.mallinfo2().hblkhd  # bytes in chunks mapped on their own
-del buffer
+
+def mapped_while_alive() -> int:
+    buffer = torch.ones(16 << 20)  # 64 MiB of float32
+    mapped = libc.mallinfo2().hblkhd  # bytes in chunks mapped on their own
+    del buffer
+    return mapped
+
+default = mapped_while_alive()
+taken = allocator.keep_large_buffers()
+tuned = mapped_while_alive()
 free = libc.mallinfo2().fordblks  # free bytes kept in the heap
 before = resident()
 allocator.release_free_memory()
-print(json.dumps({"taken": taken, "mapped": mapped, "free": free,
+print(json.dumps({"default": default, "taken": taken, "tuned": tuned, "free": free,
                   "released": before - resident()}))
 """
 BUFFER = 64 << 20
 
-needs_glibc = pytest.mark.skipif(allocator.glibc() is None, reason="glibc's allocator only")
 
-
-def probe(mode: str) -> dict:
+@pytest.mark.skipif(allocator.glibc() is None, reason="glibc's allocator only")
+def test_large_buffers_come_from_the_heap_and_go_back_after_the_job() -> None:
+    # One fresh interpreter: the setting is process-wide.
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
     )
-    return json.loads(done.stdout.splitlines()[-1])
-
-
-@needs_glibc
-def test_by_default_a_large_tensor_gets_pages_of_its_own() -> None:
-    # The baseline the setting changes: without it the probe would prove nothing.
-    assert probe("default")["mapped"] >= BUFFER
-
-
-@needs_glibc
-def test_kept_on_the_heap_and_handed_back_after_the_job() -> None:
-    got = probe("tuned")
+    got = json.loads(done.stdout.splitlines()[-1])
+    # By default a large tensor gets pages of its own (without this baseline
+    # the rest would prove nothing) …
+    assert got["default"] >= BUFFER
+    # … with the setting it comes from the heap …
     assert got["taken"] is True
-    assert got["mapped"] < BUFFER
-    # Freed, the buffer stays in the heap for the next layer …
+    assert got["tuned"] < BUFFER
+    # … and, freed, stays there for the next layer …
     assert got["free"] >= BUFFER
     # … until the job ends and its pages go back to the system.
     assert got["released"] >= BUFFER * 0.9

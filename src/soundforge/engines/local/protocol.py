@@ -17,7 +17,11 @@ the request ``id``; ``stage`` and ``code`` are extra fields::
     {"type": "result", "stems": {"vocals": "/abs/staging/vocals.wav", …}}
     {"type": "error", "message": "CUDA out of memory", "code": "out_of_memory"}
 
-and, between them, what the user should know about the run (an out-of-memory
+A result also says how the runner ran it: ``model_reused``, ``load_seconds``,
+``model_loads`` (for warm-runner accounting) and ``large_buffers_on_heap``
+(whether glibc took the runner's allocator setting, ``allocator.py``).
+
+Between them comes what the user should know about the run (an out-of-memory
 retry with smaller batches or segments)::
 
     {"type": "notice", "message": "Out of cuda:0 memory with 8 segments per call: …"}
