@@ -40,8 +40,15 @@ def separate_with(model: Any, request: RunRequest, backend: Any) -> dict[str, st
     return separate_file(model, request, lambda *_: None, lambda: False, backend=backend)
 
 
-@pytest.mark.parametrize("name", ["htdemucs", "mdx_extra"])
-def test_fast_and_reference_backends_agree(tiny_repo: Path, tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(
+    "name, batch",
+    # batch 2: both segments of the input stacked in one call (--batch), which the
+    # attention blocks, GroupNorm and pointwise convolutions see as a batch axis.
+    [("htdemucs", 1), ("mdx_extra", 1), ("htdemucs", 2)],
+)
+def test_fast_and_reference_backends_agree(
+    tiny_repo: Path, tmp_path: Path, name: str, batch: int
+) -> None:
     model = load_model(name, tiny_repo)
     source = write_audio(tmp_path / "in.wav", seconds=2.6)
     segment = 0.8 if name == "mdx_extra" else None
@@ -50,11 +57,21 @@ def test_fast_and_reference_backends_agree(tiny_repo: Path, tmp_path: Path, name
         request_for(name, source, tmp_path / "ref", shifts=0, segment=segment),
         ReferenceBackend(torch.device("cpu")),
     )
-    ours = separate_with(
-        model,
-        request_for(name, source, tmp_path / "fast", shifts=0, segment=segment),
-        FastCpuBackend(),
-    )
+    seen: list[int] = []
+    hooks = [
+        network.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].shape[0]))
+        for network in getattr(model, "models", [model])
+    ]
+    try:
+        ours = separate_with(
+            model,
+            request_for(name, source, tmp_path / "fast", shifts=0, segment=segment),
+            FastCpuBackend(batch=batch),
+        )
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert max(seen) == batch  # the batch really went through one call
     db = sdiff_db(
         {k: read_stem(v) for k, v in ours.items()}, {k: read_stem(v) for k, v in ref.items()}
     )
