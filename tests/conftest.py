@@ -114,3 +114,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     sort is stable."""
     slow_files = {item.path for item in items if _is_slow(item)}
     items.sort(key=lambda item: item.path not in slow_files)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail grouped tests loudly if ``--dist loadgroup`` stopped grouping.
+
+    pytest-xdist marks a grouped test by appending ``@group`` to its node id on
+    each worker; pytest 9.2 ignores that (pytest-dev/pytest-xdist#1386), and the
+    browser tests then spread over both workers, each starting Chromium and
+    its servers, without any error. constraints.txt pins pytest 9.1.1 until
+    xdist follows; this says so if an upgrade brings it back."""
+    group = item.get_closest_marker("xdist_group")
+    if (
+        group is not None
+        and getattr(item.config.option, "loadgroup", False)  # an xdist worker, loadgroup
+        and not item.nodeid.endswith(f"@{group.args[0]}")
+    ):
+        pytest.fail(
+            f"pytest-xdist did not group this test into {group.args[0]!r} "
+            "(pytest-dev/pytest-xdist#1386): keep pytest at the version constraints.txt pins.",
+            pytrace=False,
+        )
