@@ -38,19 +38,23 @@ def mapped_while_alive() -> int:
     return mapped
 
 default = mapped_while_alive()
-taken = allocator.keep_large_buffers()
+taken = allocator.large_buffers_for(roformer=False)
 tuned = mapped_while_alive()
 free = libc.mallinfo2().fordblks  # free bytes kept in the heap
 before = resident()
 allocator.release_free_memory()
+released = before - resident()
+roformer_heap = allocator.large_buffers_for(roformer=True)
+roformer = mapped_while_alive()
 print(json.dumps({"default": default, "taken": taken, "tuned": tuned, "free": free,
-                  "released": before - resident()}))
+                  "released": released, "roformer_heap": roformer_heap,
+                  "roformer": roformer}))
 """
 BUFFER = 64 << 20
 
 
 @pytest.mark.skipif(allocator.glibc() is None, reason="glibc's allocator only")
-def test_large_buffers_come_from_the_heap_and_go_back_after_the_job() -> None:
+def test_large_buffers_come_from_the_heap_for_demucs_and_go_back_after_the_job() -> None:
     # One fresh interpreter: the setting is process-wide.
     done = subprocess.run(
         [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
@@ -66,10 +70,15 @@ def test_large_buffers_come_from_the_heap_and_go_back_after_the_job() -> None:
     assert got["free"] >= BUFFER
     # … until the job ends and its pages go back to the system.
     assert got["released"] >= BUFFER * 0.9
+    # A RoFormer job after it gets glibc's own behaviour back: pages of their own.
+    assert got["roformer_heap"] is False
+    assert got["roformer"] >= BUFFER
 
 
 def test_other_c_libraries_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
     assert allocator.glibc() is None
     assert allocator.keep_large_buffers() is False
-    allocator.release_free_memory()  # nothing to call, and no error
+    assert allocator.large_buffers_for(roformer=False) is False
+    allocator.default_large_buffers()  # nothing to call, and no error
+    allocator.release_free_memory()

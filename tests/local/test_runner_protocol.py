@@ -58,7 +58,9 @@ def conversation(tmp_path_factory: pytest.TempPathFactory, tiny_repo: Path) -> l
     folder = tmp_path_factory.mktemp("protocol")
     good = request(folder, tiny_repo, "a")
     bad = request(folder, tiny_repo, "b", model="nope")
-    return run_runner(["not json", json.dumps(good), json.dumps(bad)], answers=3)
+    roformer = request(folder, tiny_repo, "c", model="mel_roformer_vocals")
+    lines = ["not json", json.dumps(good), json.dumps(bad), json.dumps(roformer)]
+    return run_runner(lines, answers=4)
 
 
 def test_message_order_progress_then_result_then_error(conversation: list[dict]) -> None:
@@ -71,8 +73,12 @@ def test_message_order_progress_then_result_then_error(conversation: list[dict])
     assert set(result["stems"]) == {"drums", "bass", "other", "vocals"}
     for path in result["stems"].values():
         assert Path(path).is_absolute() and Path(path).is_file()
-    # The runner keeps large buffers on the heap where glibc lets it (allocator.py).
+    # The runner keeps a Demucs job's large buffers on the heap where glibc lets
+    # it, and a RoFormer job's not (allocator.py).
     assert result["large_buffers_on_heap"] is (allocator.glibc() is not None)
+    roformer = [m for m in conversation if m.get("id") == "c"][-1]
+    assert roformer["type"] == "result"
+    assert roformer["large_buffers_on_heap"] is False
     second = [m for m in conversation if m.get("id") == "b"]
     assert [m["type"] for m in second] == ["error"]
     assert "Unknown model 'nope'" in second[0]["message"]

@@ -11,13 +11,19 @@ with jemalloc or tcmalloc; glibc's ``mallopt`` reaches it without another
 library.
 
 So the runner, a process that does nothing but separate, raises both
-thresholds once (``keep_large_buffers``): buffers up to 1 GiB come from the
-heap and freed memory stays there for the next layer. After each job
+thresholds for a Demucs job (``keep_large_buffers``): buffers up to 1 GiB come
+from the heap and freed memory stays there for the next layer. After each job
 ``release_free_memory`` hands the free part of the heap back to the system,
 so an idle runner holds its model, not the last job's buffers. Peak memory
 grows a little, as freed blocks wait in the heap for reuse instead of being
 unmapped: measured on 30 s with full-size htdemucs 1148 → 1175 MiB (and
 9.6 → 7.8 s), on 5 minutes with a tiny htdemucs 646 → 745 MiB (13.4 → 6.4 s).
+
+RoFormer jobs (and ensembles with a RoFormer member) keep glibc's own
+thresholds (``default_large_buffers``). The heap made them 1.55× faster too,
+but their peak memory grew by a third or more (full-size BS-RoFormer-SW on
+10 s: 4303 → 5989 MiB; Mel-Band RoFormer 2332 → 3322 MiB): their long-lived
+buffers fragment the heap, and they are already the memory-hungry models.
 
 Other C libraries (macOS, musl) are left as they are: there is no
 ``mallopt`` to call, and nothing else changes.
@@ -35,6 +41,11 @@ log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 LARGE_BUFFER_BYTES = 1 << 30
+# Where glibc's adaptive thresholds settle on 64-bit systems once large blocks
+# have been freed (its DEFAULT_MMAP_THRESHOLD_MAX, and twice that for trimming):
+# once set through mallopt the thresholds no longer adapt, so these stand in.
+DEFAULT_MMAP_BYTES = 32 << 20
+DEFAULT_TRIM_BYTES = 64 << 20
 
 
 def glibc() -> ctypes.CDLL | None:
@@ -51,20 +62,38 @@ def glibc() -> ctypes.CDLL | None:
     return libc
 
 
-def keep_large_buffers() -> bool:
-    """Serve allocations up to ``LARGE_BUFFER_BYTES`` from the heap and keep that
-    much freed memory there; whether the C library took both settings."""
+def _set_thresholds(mmap_bytes: int, trim_bytes: int) -> bool:
     libc = glibc()
     if libc is None:
         log.info("not glibc: large buffers stay with the C library's defaults")
         return False
-    taken = all(
-        libc.mallopt(option, LARGE_BUFFER_BYTES) == 1
-        for option in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD)
+    return bool(
+        libc.mallopt(M_MMAP_THRESHOLD, mmap_bytes) == 1
+        and libc.mallopt(M_TRIM_THRESHOLD, trim_bytes) == 1
     )
-    if not taken:
+
+
+def keep_large_buffers() -> bool:
+    """Serve allocations up to ``LARGE_BUFFER_BYTES`` from the heap and keep that
+    much freed memory there; whether the C library took both settings."""
+    taken = _set_thresholds(LARGE_BUFFER_BYTES, LARGE_BUFFER_BYTES)
+    if not taken and glibc() is not None:
         log.warning("glibc refused the large-buffer settings; separations run slower")
     return taken
+
+
+def default_large_buffers() -> None:
+    """Back to glibc's own behaviour for large buffers: pages of their own."""
+    _set_thresholds(DEFAULT_MMAP_BYTES, DEFAULT_TRIM_BYTES)
+
+
+def large_buffers_for(roformer: bool) -> bool:
+    """The setting for a job: the heap for Demucs models, glibc's defaults for
+    a job with a RoFormer model (above); whether large buffers are on the heap."""
+    if roformer:
+        default_large_buffers()
+        return False
+    return keep_large_buffers()
 
 
 def release_free_memory() -> None:

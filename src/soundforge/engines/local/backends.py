@@ -8,9 +8,10 @@ their outputs up; a backend runs the networks on the windows it is handed.
   forward call (``batch``), copies inputs from pinned host memory without
   blocking, and runs in the requested precision under autocast.
 * ``FastCpuBackend``: the same modules on the CPU with fused scaled-dot-product
-  attention (below) and, in float32, oneDNN's kernels for the linear layers and
-  transposed convolutions (``onednn.py``), used where its equivalence tests
-  cover the network class.
+  attention (below) and, in float32, oneDNN's matmul for the linear layers
+  and the attention and faster layouts for convolutions and GroupNorm
+  (``onednn.py``, ``cpu_layouts.py``); in bf16, a bf16 copy of HTDemucs under
+  the same kernels. Used where its equivalence tests cover the network class.
 
 Placement follows ``apply_model``: the networks that run (the active members
 of a bag) are moved to the compute device before the first segment; members

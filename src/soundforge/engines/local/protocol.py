@@ -19,7 +19,7 @@ the request ``id``; ``stage`` and ``code`` are extra fields::
 
 A result also says how the runner ran it: ``model_reused``, ``load_seconds``,
 ``model_loads`` (for warm-runner accounting) and ``large_buffers_on_heap``
-(whether glibc took the runner's allocator setting, ``allocator.py``).
+(whether the job's large tensors came from the heap, ``allocator.py``).
 
 Between them comes what the user should know about the run (an out-of-memory
 retry with smaller batches or segments)::

@@ -51,8 +51,6 @@ class Runner:
         self._models: dict[tuple[str, str | None], Any] = {}
         self.loads = 0  # how many times a model was loaded (tests read it via results)
         self._gone = False  # the protocol pipe broke: the supervisor is dead
-        # Set by main(); results report it, so the tests see what the runner runs with.
-        self.large_buffers_on_heap = False
 
     # --- output ------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -210,6 +208,9 @@ class Runner:
             # never opens a context on GPU 0 when it was given another one.
             torch.cuda.set_device(device)
         configure_threads(request.threads)
+        heap = allocator.large_buffers_for(
+            roformer=any(get_spec(name).is_roformer for name in names)
+        )
         started = time.perf_counter()
         reused = self.holds(names, request.repo)
         models = self.models_for(names, request.repo, request.id)
@@ -234,7 +235,7 @@ class Runner:
         )
         self.send(protocol.result(
             request.id, stems, model_reused=reused, load_seconds=round(load_seconds, 3),
-            model_loads=self.loads, large_buffers_on_heap=self.large_buffers_on_heap,
+            model_loads=self.loads, large_buffers_on_heap=heap,
         ))
 
 
@@ -270,7 +271,6 @@ def main() -> None:
         format="runner %(levelname)s %(message)s",
     )
     runner = Runner(protocol_out)
-    runner.large_buffers_on_heap = allocator.keep_large_buffers()
     reader = threading.Thread(target=runner.read_stdin, args=(sys.stdin,), daemon=True)
     reader.start()
     runner.serve()
