@@ -207,6 +207,15 @@ def test_group_norm_of_a_transposed_stream_keeps_the_stream_contiguous(
     assert torch.equal(plain, plain_expected)
 
 
+def test_a_convolution_called_with_keywords_is_left_to_pytorch() -> None:
+    x, weight = torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3)
+    with torch.inference_mode():
+        expected = torch.nn.functional.conv2d(x, weight=weight)
+        with OneDnnKernels():
+            got = torch.nn.functional.conv2d(x, weight=weight)
+    assert torch.equal(got, expected)
+
+
 def test_other_dtypes_are_left_alone() -> None:
     layer = torch.nn.Linear(8, 4).double()
     x = torch.randn(3, 8, dtype=torch.float64)

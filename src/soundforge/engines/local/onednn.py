@@ -203,7 +203,8 @@ class OneDnnKernels(TorchFunctionMode):
             if result is not None:
                 return result
         elif func in (F.conv2d, F.conv_transpose2d):
-            if _plain_cpu_float(*args[:2]) and args[0].dim() == 4:
+            # Input and weight positional, as torch.nn's layers pass them.
+            if len(args) >= 2 and _plain_cpu_float(*args[:2]) and args[0].dim() == 4:
                 return channels_last_conv(func, args, kwargs)
         elif func is F.conv1d:
             conv = ConvCall.of(args, kwargs)
