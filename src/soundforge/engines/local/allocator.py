@@ -63,23 +63,24 @@ def glibc() -> ctypes.CDLL | None:
 
 
 def _set_thresholds(mmap_bytes: int, trim_bytes: int) -> bool:
+    """Whether glibc took both thresholds (False on other C libraries)."""
     libc = glibc()
     if libc is None:
         log.info("not glibc: large buffers stay with the C library's defaults")
         return False
-    return bool(
+    taken = (
         libc.mallopt(M_MMAP_THRESHOLD, mmap_bytes) == 1
         and libc.mallopt(M_TRIM_THRESHOLD, trim_bytes) == 1
     )
+    if not taken:
+        log.warning("glibc refused the thresholds %d and %d", mmap_bytes, trim_bytes)
+    return taken
 
 
 def keep_large_buffers() -> bool:
     """Serve allocations up to ``LARGE_BUFFER_BYTES`` from the heap and keep that
     much freed memory there; whether the C library took both settings."""
-    taken = _set_thresholds(LARGE_BUFFER_BYTES, LARGE_BUFFER_BYTES)
-    if not taken and glibc() is not None:
-        log.warning("glibc refused the large-buffer settings; separations run slower")
-    return taken
+    return _set_thresholds(LARGE_BUFFER_BYTES, LARGE_BUFFER_BYTES)
 
 
 def default_large_buffers() -> None:

@@ -47,6 +47,15 @@ import torch
 NARROW_CHANNELS = 16
 
 
+def named_arguments(
+    names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """A torch function's positional and keyword arguments, by name."""
+    values = dict(zip(names, args, strict=False))
+    values.update(kwargs)
+    return values
+
+
 def channels_last_conv(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``F.conv2d`` or ``F.conv_transpose2d`` on channels-last input and
     weights; the output stays channels-last."""
@@ -88,13 +97,10 @@ class ConvCall:
 
     @classmethod
     def of(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ConvCall:
-        names = ("x", "weight", "bias", "stride", "padding", "dilation", "groups")
-        values = dict(zip(names, args, strict=False))
-        values.update(kwargs)
+        names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+        values = named_arguments(names, args, kwargs)
         values.setdefault("bias", None)
-        if "input" in values:
-            values["x"] = values.pop("input")
-        return cls(**values)
+        return cls(x=values.pop("input"), **values)
 
 
 def _all(value: Any, unit: int) -> bool:

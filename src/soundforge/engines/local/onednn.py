@@ -45,6 +45,7 @@ from soundforge.engines.local.cpu_layouts import (
     group_norm_on_stream,
     is_narrow_pointwise,
     is_transposed_stream,
+    named_arguments,
     narrow_pointwise_conv1d,
 )
 
@@ -211,8 +212,7 @@ class OneDnnKernels(TorchFunctionMode):
             if _plain_cpu_float(conv.x, conv.weight, conv.bias) and is_narrow_pointwise(conv):
                 return narrow_pointwise_conv1d(conv)
         elif func is F.group_norm and len(args) + len(kwargs) == 5:
-            norm = dict(zip(("input", "num_groups", "weight", "bias", "eps"), args, strict=False))
-            norm.update(kwargs)
+            norm = named_arguments(("input", "num_groups", "weight", "bias", "eps"), args, kwargs)
             x = norm["input"]
             if _plain_cpu_float(x, norm["weight"], norm["bias"]) and is_transposed_stream(x):
                 return group_norm_on_stream(
